@@ -1,0 +1,116 @@
+"""The broker's error tree.
+
+Every error a client can see has a Kinesis-style wire name (``__type`` in an
+error body), an HTTP status and a ``retriable`` flag. Exceptions from trio, h2,
+lmdb and msgpack never leave the layer that called them: they are mapped to one
+of these at the edge.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ShardlineError(Exception):
+    """Base of every error the broker reports by name."""
+
+    wire_name: ClassVar[str] = "InternalFailureException"
+    http_status: ClassVar[int] = 500
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict[str, str]:
+        """The error as the wire body ``{"__type": ..., "message": ...}``."""
+        return {"__type": self.wire_name, "message": self.message}
+
+
+class InternalFailureError(ShardlineError):
+    """A failure of the broker itself, not of the request."""
+
+    wire_name = "InternalFailureException"
+    http_status = 500
+    retriable = True
+
+
+class StorageFullError(InternalFailureError):
+    """The disk is full or the LMDB map reached its configured cap."""
+
+    retriable = False
+
+
+class CorruptBatchError(InternalFailureError):
+    """A stored batch failed its checksum or could not be decoded."""
+
+    retriable = False
+
+
+class DataDirectoryLockedError(ShardlineError):
+    """Another process has the data directory open."""
+
+    wire_name = "ResourceInUseException"
+    http_status = 400
+
+
+class ResourceNotFoundError(ShardlineError):
+    wire_name = "ResourceNotFoundException"
+    http_status = 400
+
+
+class ResourceInUseError(ShardlineError):
+    wire_name = "ResourceInUseException"
+    http_status = 400
+
+
+class InvalidArgumentError(ShardlineError):
+    wire_name = "InvalidArgumentException"
+    http_status = 400
+
+
+class ValidationError(ShardlineError):
+    wire_name = "ValidationException"
+    http_status = 400
+
+
+class LimitExceededError(ShardlineError):
+    wire_name = "LimitExceededException"
+    http_status = 400
+    retriable = True
+
+
+class ProvisionedThroughputExceededError(ShardlineError):
+    wire_name = "ProvisionedThroughputExceededException"
+    http_status = 400
+    retriable = True
+
+
+class ExpiredIteratorError(ShardlineError):
+    wire_name = "ExpiredIteratorException"
+    http_status = 400
+
+
+class ExpiredNextTokenError(ShardlineError):
+    wire_name = "ExpiredNextTokenException"
+    http_status = 400
+
+
+class ShardClosedError(ResourceInUseError):
+    """An append reached a shard that a reshard closed after it was routed.
+
+    Retriable: route again with the current shard map and append to the child.
+    """
+
+    retriable = True
+
+
+class LeaseLostError(ShardlineError):
+    """A checkpoint or lease change carried a lease counter that is no longer current.
+
+    Another owner took the lease since (fencing): the caller must stop
+    processing the shard.
+    """
+
+    wire_name = "LeaseLostException"
+    http_status = 400

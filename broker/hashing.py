@@ -1,0 +1,108 @@
+"""Partition key -> 128-bit hash key -> shard.
+
+Kinesis routes a record by the MD5 of its partition key's UTF-8 bytes, read as
+a big-endian 128-bit integer, or by an explicit hash key; the record goes to
+the open shard whose inclusive hash range holds the key. Pure functions; the
+per-record work is one MD5 and one binary search.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+
+from .errors import InvalidArgumentError
+from .model import MAX_HASH_KEY, HashKeyRange, Shard
+
+_HASH_KEY_RE = re.compile(r"0|[1-9][0-9]{0,38}")
+MAX_PARTITION_KEY_CHARS = 256
+
+
+def validate_partition_key(key: object) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgumentError(
+            f"PartitionKey must be a string of 1 to 256 characters, got {type(key).__name__}"
+        )
+    if not 1 <= len(key) <= MAX_PARTITION_KEY_CHARS:
+        raise InvalidArgumentError(
+            f"PartitionKey must be 1 to 256 characters long, got {len(key)} characters"
+        )
+    return key
+
+
+def hash_partition_key(key: str) -> int:
+    """The 128-bit hash key of a partition key (MD5 of its UTF-8 bytes, big-endian)."""
+    return int.from_bytes(hashlib.md5(key.encode("utf-8", "surrogatepass")).digest(), "big")
+
+
+def parse_explicit_hash_key(value: object) -> int:
+    """An ``ExplicitHashKey`` (decimal string, 0..2^128-1) as an integer."""
+    if not isinstance(value, str) or _HASH_KEY_RE.fullmatch(value) is None:
+        raise InvalidArgumentError(
+            f"ExplicitHashKey {value!r} is not valid: expected a decimal integer "
+            f"between 0 and {MAX_HASH_KEY}"
+        )
+    key = int(value)
+    if key > MAX_HASH_KEY:
+        raise InvalidArgumentError(
+            f"ExplicitHashKey {value} is out of range: it must be between 0 and {MAX_HASH_KEY}"
+        )
+    return key
+
+
+def even_ranges(count: int) -> list[HashKeyRange]:
+    """Split the hash space evenly into ``count`` ranges, the last one ending at 2^128-1."""
+    if count < 1:
+        raise InvalidArgumentError(f"ShardCount must be at least 1, got {count}")
+    step = (MAX_HASH_KEY + 1) // count
+    ranges = [HashKeyRange(i * step, (i + 1) * step - 1) for i in range(count)]
+    ranges[-1] = HashKeyRange(ranges[-1].start, MAX_HASH_KEY)
+    return ranges
+
+
+class ShardRouter:
+    """Routes hash keys to the open shards of one stream (a sorted table, binary search)."""
+
+    __slots__ = ("_ends", "_indexes")
+
+    def __init__(self, shards: Iterable[Shard]) -> None:
+        open_shards = sorted((s for s in shards if s.is_open), key=lambda s: s.hash_range.start)
+        expected = 0
+        for shard in open_shards:
+            if shard.hash_range.start != expected:
+                raise ValueError(f"open shards leave a gap or overlap at hash key {expected}")
+            expected = shard.hash_range.end + 1
+        if expected != MAX_HASH_KEY + 1:
+            raise ValueError("open shards do not cover the whole hash space")
+        self._ends = [s.hash_range.end for s in open_shards]
+        self._indexes = [s.index for s in open_shards]
+
+    def shard_for_hash(self, hash_key: int) -> int:
+        return self._indexes[bisect.bisect_left(self._ends, hash_key)]
+
+    def shard_for_key(self, partition_key: str, explicit_hash_key: str | None = None) -> int:
+        """The shard index for a record; validates both keys."""
+        validate_partition_key(partition_key)
+        if explicit_hash_key is not None:
+            return self.shard_for_hash(parse_explicit_hash_key(explicit_hash_key))
+        return self.shard_for_hash(hash_partition_key(partition_key))
+
+    def group(self, records: Sequence[tuple[str, bytes]]) -> dict[int, list[tuple[str, bytes]]]:
+        """Group ``(partition_key, data)`` records by shard, keeping their order within a shard."""
+        out: dict[int, list[tuple[str, bytes]]] = {}
+        ends, indexes, md5 = self._ends, self._indexes, hashlib.md5
+        find = bisect.bisect_left
+        for record in records:
+            key = record[0]
+            if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARTITION_KEY_CHARS:
+                validate_partition_key(key)
+            h = int.from_bytes(md5(key.encode("utf-8", "surrogatepass")).digest(), "big")
+            index = indexes[find(ends, h)]
+            bucket = out.get(index)
+            if bucket is None:
+                out[index] = [record]
+            else:
+                bucket.append(record)
+        return out

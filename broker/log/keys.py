@@ -1,0 +1,60 @@
+"""LMDB key layouts. Big-endian throughout, so byte order is numeric order.
+
+==============  ==============================================  =======================
+database        key                                             value
+==============  ==============================================  =======================
+``meta``        ``b"incarnation"``                              u32: last incarnation
+``meta``        ``b"drop" + inc u32``                           b"": data still to delete
+``streams``     ``inc u32``                                     msgpack stream record
+``batches``     ``inc u32 + shard u32 + first offset u64``      batch (``batch.py``)
+``tails``       ``inc u32 + shard u32``                         msgpack [next offset]
+``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``  msgpack checkpoint
+``leases``      ``inc u32 + application utf-8 + 0x00 + shard``  msgpack lease
+==============  ==============================================  =======================
+
+Every key of a stream starts with its incarnation, so deleting a stream's data
+is a walk over one key prefix per database.
+"""
+
+from __future__ import annotations
+
+import struct
+
+_INC = struct.Struct(">I")
+_SHARD = struct.Struct(">II")
+_BATCH = struct.Struct(">IIQ")
+
+INCARNATION_KEY = b"incarnation"
+DROP_PREFIX = b"drop"
+
+
+def incarnation(inc: int) -> bytes:
+    return _INC.pack(inc)
+
+
+def shard(inc: int, index: int) -> bytes:
+    return _SHARD.pack(inc, index)
+
+
+def batch(inc: int, index: int, first_offset: int) -> bytes:
+    return _BATCH.pack(inc, index, first_offset)
+
+
+def batch_offset(key: bytes) -> int:
+    return int(_BATCH.unpack(key)[2])
+
+
+def drop(inc: int) -> bytes:
+    return DROP_PREFIX + _INC.pack(inc)
+
+
+def application(inc: int, app: str, index: int) -> bytes:
+    return _INC.pack(inc) + app.encode() + b"\x00" + _INC.pack(index)
+
+
+def application_prefix(inc: int, app: str) -> bytes:
+    return _INC.pack(inc) + app.encode() + b"\x00"
+
+
+def application_shard(key: bytes) -> int:
+    return int(_INC.unpack(key[-4:])[0])

@@ -1,0 +1,296 @@
+"""The log's read side: resolving a starting position and reading a shard forward.
+
+Reads are synchronous and short: one read transaction finds the batches,
+copies their values and ends; checksums are verified and records decoded
+after it ended. A read is bounded by a record count and a byte size (at least
+one batch is copied, so a read always makes progress). A reader that starts
+inside a batch gets exactly the records from its position.
+
+Records come out as compact tuples ``(arrival_ms, partition_key, data)`` in
+chunks that share a first offset (record i of a chunk has offset
+``first_offset + i``), or as whole stored batches for forwarding without
+decoding (``read_batches``). No per-record object is built beyond the tuple
+msgpack produces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..errors import InvalidArgumentError, ResourceNotFoundError
+from ..model import PositionType, Shard, ShardTail, StreamDescription
+from ..sequence import decode as decode_sequence
+from . import batch as fmt
+from . import keys
+from .store import LogStore
+
+DEFAULT_MAX_RECORDS = 10_000
+DEFAULT_MAX_BYTES = 10 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChunk:
+    """Consecutive records of one shard; record i has offset ``first_offset + i``."""
+
+    first_offset: int
+    records: tuple[fmt.RecordTuple, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A stored batch as read: its payload is a msgpack array of the records, ready to forward."""
+
+    first_offset: int
+    count: int
+    first_arrival_ms: int
+    last_arrival_ms: int
+    payload: bytes | memoryview
+
+    def records(self) -> tuple[fmt.RecordTuple, ...]:
+        return msgpack.unpackb(self.payload, use_list=False)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What one read returned and where the shard stood.
+
+    ``next_offset`` is where the next read continues. ``shard_end`` is True when
+    the shard is closed and this read reached its end; ``child_shards`` then
+    lists the shards that took over its hash range.
+    """
+
+    chunks: tuple[RecordChunk, ...]
+    next_offset: int
+    tail: ShardTail
+    shard_end: bool = False
+    child_shards: tuple[Shard, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return sum(len(c.records) for c in self.chunks)
+
+    def records(self) -> Iterator[tuple[int, int, str, bytes]]:
+        """``(offset, arrival_ms, partition_key, data)`` per record; for tests and slow paths."""
+        for chunk in self.chunks:
+            for i, (arrival, key, data) in enumerate(chunk.records):
+                yield chunk.first_offset + i, arrival, key, data
+
+
+def _copy_batches(
+    store: LogStore, inc: int, index: int, offset: int, max_records: int, max_bytes: int
+) -> list[bytes]:
+    """Copy the stored values holding ``offset`` onward, within the bounds."""
+    prefix = keys.shard(inc, index)
+    values: list[bytes] = []
+    with store.environment.reading() as txn:
+        cursor = txn.cursor(db=store.environment.dbs["batches"])
+        found = cursor.set_range(keys.batch(inc, index, offset))
+        if not found or cursor.key()[:8] != prefix or keys.batch_offset(cursor.key()) > offset:
+            # ``offset`` may sit inside the previous batch.
+            moved = cursor.prev() if found else cursor.last()
+            if moved and cursor.key()[:8] == prefix:
+                header = fmt.read_header(cursor.value())
+                found = cursor.next() if header.end_offset <= offset else True
+            else:
+                found = cursor.set_range(prefix)
+        records = 0
+        size = 0
+        while found and cursor.key()[:8] == prefix:
+            value = cursor.value()
+            values.append(value)
+            header = fmt.read_header(value)
+            records += header.end_offset - max(offset, header.first_offset)
+            size += len(value)
+            if records >= max_records or size >= max_bytes:
+                break
+            found = cursor.next()
+    return values
+
+
+def _where(desc: StreamDescription, index: int) -> str:
+    return f"stream {desc.name} shard {desc.shard(index).shard_id}"
+
+
+def read(
+    store: LogStore,
+    stream: str,
+    index: int,
+    offset: int,
+    *,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ReadResult:
+    """Read a shard forward from ``offset`` (below the horizon: from the horizon)."""
+    desc = stream_named(store, stream)
+    shard = desc.shard(index)
+    if max_records < 1:
+        raise InvalidArgumentError(f"Limit must be at least 1, got {max_records}")
+    tail = store.tails.get((desc.incarnation, index), ShardTail())
+    offset = max(offset, tail.horizon, 1)
+    chunks: list[RecordChunk] = []
+    if offset < tail.next_offset:
+        where = _where(desc, index)
+        remaining = max_records
+        for value in _copy_batches(store, desc.incarnation, index, offset, max_records, max_bytes):
+            header = fmt.verify(value, where)
+            records = fmt.unpack_records(value, where)
+            start = max(0, offset - header.first_offset)
+            if start or len(records) - start > remaining:
+                records = records[start : start + remaining]
+            if not records:
+                continue
+            chunks.append(RecordChunk(header.first_offset + start, records))
+            offset = header.first_offset + start + len(records)
+            remaining -= len(records)
+            if remaining <= 0:
+                break
+    return _result(desc, shard, tuple(chunks), offset, tail)
+
+
+def read_batches(
+    store: LogStore,
+    stream: str,
+    index: int,
+    offset: int,
+    *,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[list[StoredBatch], ReadResult]:
+    """Read whole stored batches from ``offset``, for forwarding without decoding records.
+
+    Only a first batch that ``offset`` enters in its middle is decoded and
+    packed again, from ``offset``. The ``ReadResult`` carries the position and
+    shard state (its ``chunks`` are empty).
+    """
+    desc = stream_named(store, stream)
+    shard = desc.shard(index)
+    tail = store.tails.get((desc.incarnation, index), ShardTail())
+    offset = max(offset, tail.horizon, 1)
+    out: list[StoredBatch] = []
+    if offset < tail.next_offset:
+        where = _where(desc, index)
+        for value in _copy_batches(store, desc.incarnation, index, offset, max_records, max_bytes):
+            header = fmt.verify(value, where)
+            if header.end_offset <= offset:
+                continue
+            if header.first_offset < offset:
+                records = fmt.unpack_records(value, where)[offset - header.first_offset :]
+                out.append(
+                    StoredBatch(
+                        offset,
+                        len(records),
+                        records[0][0],
+                        header.last_arrival_ms,
+                        msgpack.packb(records),
+                    )
+                )
+            else:
+                out.append(
+                    StoredBatch(
+                        header.first_offset,
+                        header.count,
+                        header.first_arrival_ms,
+                        header.last_arrival_ms,
+                        fmt.payload_of(value),
+                    )
+                )
+            offset = header.end_offset
+    return out, _result(desc, shard, (), offset, tail)
+
+
+def _result(
+    desc: StreamDescription,
+    shard: Shard,
+    chunks: tuple[RecordChunk, ...],
+    offset: int,
+    tail: ShardTail,
+) -> ReadResult:
+    if not shard.is_open and offset > (shard.ending_offset or 0):
+        return ReadResult(chunks, offset, tail, True, desc.children_of(shard.index))
+    return ReadResult(chunks, offset, tail)
+
+
+def stream_named(store: LogStore, name: str) -> StreamDescription:
+    desc = store.streams.get(name)
+    if desc is None:
+        raise ResourceNotFoundError(f"Stream {name} not found")
+    return desc
+
+
+def resolve(
+    store: LogStore,
+    stream: str,
+    index: int,
+    position: PositionType | str,
+    *,
+    sequence_number: str | None = None,
+    timestamp_ms: int | None = None,
+) -> int:
+    """The offset where a read from ``position`` starts.
+
+    Sequence numbers of another shard or incarnation, or beyond the newest
+    record + 1, are ``InvalidArgumentError``; positions below the trim horizon
+    read from the horizon.
+    """
+    desc = stream_named(store, stream)
+    shard = desc.shard(index)
+    tail = store.tails.get((desc.incarnation, index), ShardTail())
+    try:
+        kind = PositionType(position)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"ShardIteratorType {position!r} is not valid: expected one of "
+            + ", ".join(t.value for t in PositionType)
+        ) from None
+    if kind is PositionType.TRIM_HORIZON:
+        return tail.horizon
+    if kind is PositionType.LATEST:
+        return tail.next_offset
+    if kind is PositionType.AT_TIMESTAMP:
+        if timestamp_ms is None:
+            raise InvalidArgumentError("AT_TIMESTAMP needs a Timestamp")
+        return _offset_at_time(store, desc, shard, tail, timestamp_ms)
+    if sequence_number is None:
+        raise InvalidArgumentError(f"{kind.value} needs a StartingSequenceNumber")
+    seq = decode_sequence(sequence_number)
+    if seq.incarnation != desc.incarnation or seq.shard_index != index:
+        raise InvalidArgumentError(
+            f"Invalid StartingSequenceNumber {sequence_number}: it does not belong to "
+            f"{shard.shard_id} of stream {desc.name}"
+        )
+    offset = seq.offset + (1 if kind is PositionType.AFTER_SEQUENCE_NUMBER else 0)
+    if offset > tail.next_offset:
+        raise InvalidArgumentError(
+            f"Invalid StartingSequenceNumber {sequence_number}: it is beyond the newest record "
+            f"of {shard.shard_id}"
+        )
+    return max(offset, tail.horizon)
+
+
+def _offset_at_time(
+    store: LogStore, desc: StreamDescription, shard: Shard, tail: ShardTail, timestamp_ms: int
+) -> int:
+    """The first record whose arrival is at or after ``timestamp_ms`` (headers first)."""
+    prefix = keys.shard(desc.incarnation, shard.index)
+    value: Any = None
+    with store.environment.reading(buffers=True) as txn:
+        cursor = txn.cursor(db=store.environment.dbs["batches"])
+        found = cursor.set_range(prefix)
+        while found and bytes(cursor.key()[:8]) == prefix:
+            header = fmt.read_header(cursor.value())
+            if header.last_arrival_ms >= timestamp_ms:
+                value = bytes(cursor.value())
+                break
+            found = cursor.next()
+    if value is None:
+        return tail.next_offset
+    where = _where(desc, shard.index)
+    header = fmt.verify(value, where)
+    for i, record in enumerate(fmt.unpack_records(value, where)):
+        if record[0] >= timestamp_ms:
+            return header.first_offset + i
+    return header.end_offset

@@ -1,0 +1,470 @@
+"""The log as trio code sees it: ``open_log`` and the group-commit writer.
+
+Every write (append, create, reshard, lease, checkpoint, maintenance) is queued
+as an operation; one writer task hands everything queued so far to the writer
+thread, which applies it in one LMDB transaction with one durable commit
+(``LogStore.commit``). Operations queued while a commit is in flight wait for
+the next one: the more callers, the more records per fsync. Nobody learns the
+result of an operation before its commit is durable.
+
+The queue is bounded by ``LogConfig.max_pending_bytes``: an appender waits
+while the queue holds that much (so it holds at most that plus one append).
+Arrival times are stamped when an append joins the queue, from a clock that
+never goes back, so they never decrease within a shard.
+
+Reads are synchronous methods: short read transactions, no ``await`` inside.
+
+An append that was queued is committed even if its caller is cancelled while
+waiting for the result: cancellation does not withdraw a write.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import msgpack
+import outcome
+import trio
+
+from ..errors import InternalFailureError, InvalidArgumentError, ResourceNotFoundError
+from ..model import (
+    SHARD_END,
+    Checkpoint,
+    Lease,
+    PositionType,
+    ShardTail,
+    StreamDescription,
+)
+from ..sequence import decode as decode_sequence
+from . import batch as fmt
+from . import catalog, keys, reader
+from .env import LogEnvironment
+from .store import AppendOp, AppendResult, Commit, CommitReport, LogConfig, LogStore, Op
+
+T = TypeVar("T")
+Clock = Callable[[], int]
+CommitListener = Callable[[CommitReport], None]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _WriterThread:
+    """One thread that runs the log's commits; results come back through the trio token."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._main, name="shardline-log-writer", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, args, done = job
+            result = outcome.capture(fn, *args)
+            try:
+                self._token.run_sync_soon(done, result)
+            except trio.RunFinishedError:
+                return
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        finished = trio.Event()
+        box: list[outcome.Outcome[T]] = []
+
+        def done(result: outcome.Outcome[T]) -> None:
+            box.append(result)
+            finished.set()
+
+        self._jobs.put((fn, args, done))
+        await finished.wait()
+        return box[0].unwrap()
+
+    async def stop(self) -> None:
+        self._jobs.put(None)
+        await trio.to_thread.run_sync(self._thread.join)
+
+
+class Log:
+    """The durable sharded log: async writes through the group commit, synchronous reads."""
+
+    def __init__(self, store: LogStore, thread: _WriterThread, clock: Clock) -> None:
+        self.store = store
+        self.config = store.config
+        self._thread = thread
+        self._clock = clock
+        self._last_ms = max((t.last_arrival_ms for t in store.tails.values()), default=0)
+        self._queue: list[AppendOp | Op] = []
+        self._queued_bytes = 0
+        self._group_done = trio.Event()
+        self._work = trio.Event()
+        self._space = trio.lowlevel.ParkingLot()
+        self._idle = trio.Event()
+        self._idle.set()
+        self._listeners: list[CommitListener] = []
+        self._maintenance_due = 0.0
+        self._more_maintenance = bool(store.drops)
+        self._commits = 0
+        self._committed_ops = 0
+
+    # -- the writer ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        interval = self.config.maintenance_interval
+        while True:
+            if not self._queue and not self._more_maintenance:
+                with trio.move_on_at(self._maintenance_due):
+                    await self._work.wait()
+            self._work = trio.Event()
+            ops, self._queue = self._queue, []
+            done, self._group_done = self._group_done, trio.Event()
+            self._queued_bytes = 0
+            self._space.unpark_all()
+            maintain = self._more_maintenance or trio.current_time() >= self._maintenance_due
+            if maintain:
+                self._maintenance_due = trio.current_time() + interval
+            self._idle = trio.Event()
+            with trio.CancelScope(shield=True):
+                try:
+                    report = await self._thread.run(self._commit, ops, maintain)
+                except Exception as exc:  # a bug: fail the group loudly, keep serving
+                    error = InternalFailureError(f"the log failed to commit: {exc!r}")
+                    for op in ops:
+                        op.error, op.result = error, None
+                    report = CommitReport()
+            self._commits += 1
+            self._committed_ops += len(ops)
+            self._more_maintenance = report.more_maintenance or bool(self.store.drops)
+            done.set()
+            if not self._queue:
+                self._idle.set()
+            for listener in self._listeners:
+                listener(report)
+
+    def _commit(self, ops: list[AppendOp | Op], maintain: bool) -> CommitReport:
+        return self.store.commit(ops, self._clock(), maintain=maintain)
+
+    async def _submit(self, op: AppendOp | Op) -> Any:
+        """Queue an operation (no ``await`` before it is queued) and wait for its commit."""
+        self._queue.append(op)
+        self._queued_bytes += op.nbytes
+        self._work.set()
+        done = self._group_done
+        await done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def _apply(self, fn: Callable[[Commit], T]) -> T:
+        result: T = await self._submit(Op(fn))
+        return result
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` on the trio thread after every commit, with what it stored."""
+        self._listeners.append(listener)
+
+    async def wait_idle(self) -> None:
+        """Wait until nothing is queued and no commit is in flight."""
+        while self._queue or not self._idle.is_set():
+            await self._idle.wait()
+            await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "commits": self._commits,
+            "committed_ops": self._committed_ops,
+            "queued_ops": len(self._queue),
+            "queued_bytes": self._queued_bytes,
+            "map_size": self.store.environment.map_size,
+        }
+
+    def now_ms(self) -> int:
+        """The log's clock, clamped so that it never goes back."""
+        now = self._clock()
+        if now < self._last_ms:
+            now = self._last_ms
+        self._last_ms = now
+        return now
+
+    # -- appends ------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        records: Mapping[int, Sequence[tuple[str, bytes]]],
+        *,
+        incarnation: int | None = None,
+    ) -> AppendResult:
+        """Append records, already routed to shard indexes, durably; all commit or none.
+
+        ``records`` maps a shard index to ``(partition_key, data)`` pairs (keys
+        valid partition keys, data bytes: the operations layer checks both).
+        Pass the ``incarnation`` the records were routed with, so that a stream
+        deleted and created again meanwhile is refused rather than written.
+        """
+        while self._queued_bytes >= self.config.max_pending_bytes:
+            await self._space.park()
+        now = self.now_ms()
+        segments = {index: fmt.pack_segment(recs, now) for index, recs in records.items() if recs}
+        if not segments:
+            raise InvalidArgumentError("an append needs at least one record")
+        nbytes = sum(s.nbytes for s in segments.values())
+        result: AppendResult = await self._submit(AppendOp(stream, incarnation, segments, nbytes))
+        return result
+
+    # -- streams ------------------------------------------------------------
+
+    async def create_stream(
+        self, name: str, shard_count: int, *, retention_hours: int = 24
+    ) -> StreamDescription:
+        now = self.now_ms()
+        return await self._apply(lambda c: c.create_stream(name, shard_count, now, retention_hours))
+
+    async def delete_stream(self, name: str) -> None:
+        """Remove a stream now; its data, checkpoints and leases are deleted in chunks."""
+        await self._apply(lambda c: c.delete_stream(name))
+
+    async def increase_retention(self, name: str, hours: int) -> StreamDescription:
+        return await self._apply(
+            lambda c: c.replace_stream(
+                name, lambda d: catalog.set_retention(d, hours, increase=True)
+            )
+        )
+
+    async def decrease_retention(self, name: str, hours: int) -> StreamDescription:
+        return await self._apply(
+            lambda c: c.replace_stream(
+                name, lambda d: catalog.set_retention(d, hours, increase=False)
+            )
+        )
+
+    async def split_shard(
+        self, name: str, index: int, new_starting_hash_key: int
+    ) -> StreamDescription:
+        now = self.now_ms()
+        limit = self.config.max_shards_per_stream
+        return await self._apply(
+            lambda c: c.replace_stream(
+                name,
+                lambda d: catalog.split(
+                    d, index, new_starting_hash_key, now, c.ending_offset(d), max_shards=limit
+                ),
+            )
+        )
+
+    async def merge_shards(self, name: str, index: int, adjacent_index: int) -> StreamDescription:
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: c.replace_stream(
+                name, lambda d: catalog.merge(d, index, adjacent_index, now, c.ending_offset(d))
+            )
+        )
+
+    async def update_shard_count(self, name: str, target: int) -> StreamDescription:
+        now = self.now_ms()
+        limit = self.config.max_shards_per_stream
+        return await self._apply(
+            lambda c: c.replace_stream(
+                name,
+                lambda d: catalog.scale_uniformly(
+                    d, target, now, c.ending_offset(d), max_shards=limit
+                ),
+            )
+        )
+
+    async def maintain(self) -> None:
+        """Run a maintenance step now (retention trim, chunked deletes) in its own commit."""
+        self._more_maintenance = True
+        await self._apply(lambda c: None)
+
+    # -- leases and checkpoints ----------------------------------------------
+
+    async def acquire_lease(
+        self, stream: str, application: str, index: int, owner: str, duration_ms: int
+    ) -> Lease:
+        """Take the lease on a shard for an application: free, expired, or already ours."""
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: c.acquire_lease(stream, application, index, owner, duration_ms, now)
+        )
+
+    async def renew_lease(self, lease: Lease, duration_ms: int) -> Lease:
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: c.renew_lease(
+                self._name_of(lease.stream_incarnation),
+                lease.application,
+                lease.shard_index,
+                lease.owner,
+                lease.counter,
+                duration_ms,
+                now,
+            )
+        )
+
+    async def release_lease(self, lease: Lease) -> Lease:
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: c.renew_lease(
+                self._name_of(lease.stream_incarnation),
+                lease.application,
+                lease.shard_index,
+                lease.owner,
+                lease.counter,
+                0,
+                now,
+                release=True,
+            )
+        )
+
+    async def checkpoint(
+        self,
+        stream: str,
+        application: str,
+        index: int,
+        sequence_number: str,
+        lease_counter: int | None = None,
+    ) -> Checkpoint:
+        """Record the last processed sequence number, or ``SHARD_END``, fenced by the lease."""
+        desc = self.describe(stream)
+        offset: int | None
+        if sequence_number == SHARD_END:
+            offset = None
+        else:
+            seq = decode_sequence(sequence_number)
+            if seq.incarnation != desc.incarnation or seq.shard_index != index:
+                raise InvalidArgumentError(
+                    f"SequenceNumber {sequence_number} does not belong to shard {index} of "
+                    f"stream {stream}"
+                )
+            offset = seq.offset
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: c.checkpoint(stream, application, index, offset, lease_counter, now)
+        )
+
+    def _name_of(self, incarnation: int) -> str:
+        desc = self.store.by_incarnation.get(incarnation)
+        if desc is None:
+            raise ResourceNotFoundError(f"the stream of incarnation {incarnation} was deleted")
+        return desc.name
+
+    # -- reads (synchronous, short) -----------------------------------------
+
+    def describe(self, name: str) -> StreamDescription:
+        return reader.stream_named(self.store, name)
+
+    def list_streams(self) -> list[str]:
+        return sorted(self.store.streams)
+
+    def tail(self, name: str, index: int) -> ShardTail:
+        desc = self.describe(name)
+        desc.shard(index)
+        return self.store.tails.get((desc.incarnation, index), ShardTail())
+
+    def resolve(
+        self,
+        name: str,
+        index: int,
+        position: PositionType | str,
+        *,
+        sequence_number: str | None = None,
+        timestamp_ms: int | None = None,
+    ) -> int:
+        return reader.resolve(
+            self.store,
+            name,
+            index,
+            position,
+            sequence_number=sequence_number,
+            timestamp_ms=timestamp_ms,
+        )
+
+    def read(
+        self,
+        name: str,
+        index: int,
+        offset: int,
+        *,
+        max_records: int = reader.DEFAULT_MAX_RECORDS,
+        max_bytes: int = reader.DEFAULT_MAX_BYTES,
+    ) -> reader.ReadResult:
+        return reader.read(
+            self.store, name, index, offset, max_records=max_records, max_bytes=max_bytes
+        )
+
+    def read_batches(
+        self,
+        name: str,
+        index: int,
+        offset: int,
+        *,
+        max_records: int = reader.DEFAULT_MAX_RECORDS,
+        max_bytes: int = reader.DEFAULT_MAX_BYTES,
+    ) -> tuple[list[reader.StoredBatch], reader.ReadResult]:
+        return reader.read_batches(
+            self.store, name, index, offset, max_records=max_records, max_bytes=max_bytes
+        )
+
+    def get_checkpoint(self, stream: str, application: str, index: int) -> Checkpoint | None:
+        desc = self.describe(stream)
+        with self.store.environment.reading() as txn:
+            raw = txn.get(
+                keys.application(desc.incarnation, application, index),
+                db=self.store.environment.dbs["checkpoints"],
+            )
+        if raw is None:
+            return None
+        offset, counter, shard_end, updated = msgpack.unpackb(raw)
+        return Checkpoint(desc.incarnation, application, index, offset, counter, shard_end, updated)
+
+    def get_lease(self, stream: str, application: str, index: int) -> Lease | None:
+        desc = self.describe(stream)
+        with self.store.environment.reading() as txn:
+            raw = txn.get(
+                keys.application(desc.incarnation, application, index),
+                db=self.store.environment.dbs["leases"],
+            )
+        if raw is None:
+            return None
+        owner, expires, counter = msgpack.unpackb(raw)
+        return Lease(desc.incarnation, application, index, owner, expires, counter)
+
+
+@asynccontextmanager
+async def open_log(
+    path: str,
+    config: LogConfig = LogConfig(),
+    *,
+    clock: Clock = wall_clock_ms,
+) -> AsyncIterator[Log]:
+    """Open the log of a data directory; on exit, finish queued writes and close it."""
+    store = LogStore(LogEnvironment(path, config.env), config)
+    thread = _WriterThread(trio.lowlevel.current_trio_token())
+    body_error: BaseException | None = None
+    try:
+        log = Log(store, thread, clock)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(log._run)
+            try:
+                yield log
+            except BaseException as exc:  # re-raised below, outside the nursery's group
+                body_error = exc
+            finally:
+                with trio.CancelScope(shield=True):
+                    await log.wait_idle()
+                nursery.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
+    finally:
+        with trio.CancelScope(shield=True):
+            await thread.stop()
+        store.close()

@@ -1,0 +1,1 @@
+"""shardline consumers: subscribers, consumer groups and function consumers."""
