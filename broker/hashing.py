@@ -29,12 +29,18 @@ def validate_partition_key(key: object) -> str:
         raise InvalidArgumentError(
             f"PartitionKey must be 1 to 256 characters long, got {len(key)} characters"
         )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            "PartitionKey is not valid Unicode: it contains a lone surrogate"
+        ) from None
     return key
 
 
 def hash_partition_key(key: str) -> int:
     """The 128-bit hash key of a partition key (MD5 of its UTF-8 bytes, big-endian)."""
-    return int.from_bytes(hashlib.md5(key.encode("utf-8", "surrogatepass")).digest(), "big")
+    return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest(), "big")
 
 
 def parse_explicit_hash_key(value: object) -> int:
@@ -98,7 +104,11 @@ class ShardRouter:
             key = record[0]
             if not isinstance(key, str) or not 1 <= len(key) <= MAX_PARTITION_KEY_CHARS:
                 validate_partition_key(key)
-            h = int.from_bytes(md5(key.encode("utf-8", "surrogatepass")).digest(), "big")
+            try:
+                h = int.from_bytes(md5(key.encode("utf-8")).digest(), "big")
+            except UnicodeEncodeError:
+                validate_partition_key(key)
+                raise
             index = indexes[find(ends, h)]
             bucket = out.get(index)
             if bucket is None:

@@ -1,16 +1,17 @@
 """LMDB key layouts. Big-endian throughout, so byte order is numeric order.
 
-==============  ==============================================  =======================
-database        key                                             value
-==============  ==============================================  =======================
-``meta``        ``b"incarnation"``                              u32: last incarnation
-``meta``        ``b"drop" + inc u32``                           b"": data still to delete
-``streams``     ``inc u32``                                     msgpack stream record
-``batches``     ``inc u32 + shard u32 + first offset u64``      batch (``batch.py``)
-``tails``       ``inc u32 + shard u32``                         msgpack [next offset]
-``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``  msgpack checkpoint
-``leases``      ``inc u32 + application utf-8 + 0x00 + shard``  msgpack lease
-==============  ==============================================  =======================
+==============  ===============================================  =========================
+database        key                                              value
+==============  ===============================================  =========================
+``meta``        ``b"incarnation"``                               u32: last incarnation
+``meta``        ``b"drop" + inc u32``                            b"": data to delete
+``streams``     ``inc u32``                                      msgpack stream record
+``batches``     ``inc u32 + shard u32 + first offset u64``       batch (``batch.py``)
+``tails``       ``inc u32 + shard u32``                          msgpack [next offset,
+                                                                 last arrival ms]
+``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``   msgpack checkpoint
+``leases``      ``inc u32 + application utf-8 + 0x00 + shard``   msgpack lease
+==============  ===============================================  =========================
 
 Every key of a stream starts with its incarnation, so deleting a stream's data
 is a walk over one key prefix per database.

@@ -72,6 +72,10 @@ class Op:
     result: Any = None
     error: ShardlineError | None = None
     nbytes: int = 64
+    #: Run a maintenance step (retention, chunked deletes) in this op's commit.
+    maintain: bool = False
+    #: Set by the async side: what wakes the waiter once the commit is durable.
+    done: Any = None
 
 
 @dataclass(slots=True)
@@ -84,6 +88,7 @@ class AppendOp:
     nbytes: int
     result: AppendResult | None = None
     error: ShardlineError | None = None
+    done: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +165,9 @@ class Commit:
         self.tails[(inc, index)] = tail
         if persist:
             self.txn.put(
-                keys.shard(inc, index), msgpack.packb([tail.next_offset]), db=self.dbs["tails"]
+                keys.shard(inc, index),
+                msgpack.packb([tail.next_offset, tail.last_arrival_ms]),
+                db=self.dbs["tails"],
             )
 
     # -- stream operations --------------------------------------------------
@@ -470,11 +477,12 @@ class LogStore:
     def _load_tail(self, txn: Any, inc: int, index: int) -> ShardTail:
         dbs = self.environment.dbs
         raw = txn.get(keys.shard(inc, index), db=dbs["tails"])
-        floor = 1 if raw is None else int(msgpack.unpackb(raw)[0])
+        # What a shard whose records were all trimmed still knows: [next offset, last arrival].
+        floor, floor_ms = (1, 0) if raw is None else msgpack.unpackb(raw)
         cursor = txn.cursor(db=dbs["batches"])
         prefix = keys.shard(inc, index)
         if not cursor.set_range(prefix) or cursor.key()[:8] != prefix:
-            return ShardTail(floor, floor, 0)
+            return ShardTail(floor, floor, floor_ms)
         horizon = fmt.read_header(cursor.value()).first_offset
         # The shard's last batch: the key just before the next shard's prefix.
         if cursor.set_range(keys.shard(inc, index + 1)):
@@ -482,7 +490,7 @@ class LogStore:
         else:
             cursor.last()
         last = fmt.read_header(cursor.value())
-        return ShardTail(horizon, max(floor, last.end_offset), last.last_arrival_ms)
+        return ShardTail(horizon, max(floor, last.end_offset), max(floor_ms, last.last_arrival_ms))
 
     def commit(
         self, ops: Iterable[AppendOp | Op], now_ms: int | None = None, *, maintain: bool = False
@@ -506,7 +514,15 @@ class LogStore:
                         staged.maintain(now_ms if maintain else None)
                 break
             except lmdb.MapFullError:
-                env.grow()
+                # grow() raises StorageFullError at the cap; raised inside this handler it
+                # would skip the sibling ``except ShardlineError`` below, so catch it here.
+                try:
+                    env.grow()
+                except ShardlineError as exc:
+                    for op in ops:
+                        op.error = exc
+                        op.result = None
+                    return CommitReport()
             except lmdb.Error as exc:
                 error = storage_error(exc) or InternalFailureError(
                     f"the log failed to commit: {exc}"

@@ -20,18 +20,16 @@ waiting for the result: cancellation does not withdraw a write.
 
 from __future__ import annotations
 
-import queue
-import threading
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import msgpack
-import outcome
 import trio
 
-from ..errors import InternalFailureError, InvalidArgumentError, ResourceNotFoundError
+from ..errors import InvalidArgumentError, ResourceNotFoundError
 from ..model import (
     SHARD_END,
     Checkpoint,
@@ -43,6 +41,7 @@ from ..model import (
 from ..sequence import decode as decode_sequence
 from . import batch as fmt
 from . import catalog, keys, reader
+from .committer import GroupCommitter
 from .env import LogEnvironment
 from .store import AppendOp, AppendResult, Commit, CommitReport, LogConfig, LogStore, Op
 
@@ -55,109 +54,51 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class _WriterThread:
-    """One thread that runs the log's commits; results come back through the trio token."""
-
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
-        self._token = token
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._main, name="shardline-log-writer", daemon=True)
-        self._thread.start()
-
-    def _main(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, args, done = job
-            result = outcome.capture(fn, *args)
-            try:
-                self._token.run_sync_soon(done, result)
-            except trio.RunFinishedError:
-                return
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        finished = trio.Event()
-        box: list[outcome.Outcome[T]] = []
-
-        def done(result: outcome.Outcome[T]) -> None:
-            box.append(result)
-            finished.set()
-
-        self._jobs.put((fn, args, done))
-        await finished.wait()
-        return box[0].unwrap()
-
-    async def stop(self) -> None:
-        self._jobs.put(None)
-        await trio.to_thread.run_sync(self._thread.join)
-
-
 class Log:
     """The durable sharded log: async writes through the group commit, synchronous reads."""
 
-    def __init__(self, store: LogStore, thread: _WriterThread, clock: Clock) -> None:
+    def __init__(self, store: LogStore, clock: Clock) -> None:
         self.store = store
         self.config = store.config
-        self._thread = thread
         self._clock = clock
         self._last_ms = max((t.last_arrival_ms for t in store.tails.values()), default=0)
-        self._queue: list[AppendOp | Op] = []
-        self._queued_bytes = 0
-        self._group_done = trio.Event()
-        self._work = trio.Event()
         self._space = trio.lowlevel.ParkingLot()
         self._idle = trio.Event()
         self._idle.set()
+        self._outstanding = 0
         self._listeners: list[CommitListener] = []
-        self._maintenance_due = 0.0
-        self._more_maintenance = bool(store.drops)
         self._commits = 0
         self._committed_ops = 0
+        self._committer = GroupCommitter(
+            store,
+            clock,
+            trio.lowlevel.current_trio_token(),
+            self._committed,
+            store.config.maintenance_interval,
+        )
 
-    # -- the writer ---------------------------------------------------------
+    # -- the group commit ---------------------------------------------------
 
-    async def _run(self) -> None:
-        interval = self.config.maintenance_interval
-        while True:
-            if not self._queue and not self._more_maintenance:
-                with trio.move_on_at(self._maintenance_due):
-                    await self._work.wait()
-            self._work = trio.Event()
-            ops, self._queue = self._queue, []
-            done, self._group_done = self._group_done, trio.Event()
-            self._queued_bytes = 0
-            self._space.unpark_all()
-            maintain = self._more_maintenance or trio.current_time() >= self._maintenance_due
-            if maintain:
-                self._maintenance_due = trio.current_time() + interval
-            self._idle = trio.Event()
-            with trio.CancelScope(shield=True):
-                try:
-                    report = await self._thread.run(self._commit, ops, maintain)
-                except Exception as exc:  # a bug: fail the group loudly, keep serving
-                    error = InternalFailureError(f"the log failed to commit: {exc!r}")
-                    for op in ops:
-                        op.error, op.result = error, None
-                    report = CommitReport()
-            self._commits += 1
-            self._committed_ops += len(ops)
-            self._more_maintenance = report.more_maintenance or bool(self.store.drops)
-            done.set()
-            if not self._queue:
-                self._idle.set()
-            for listener in self._listeners:
-                listener(report)
-
-    def _commit(self, ops: list[AppendOp | Op], maintain: bool) -> CommitReport:
-        return self.store.commit(ops, self._clock(), maintain=maintain)
+    def _committed(self, ops: list[AppendOp | Op], report: CommitReport) -> None:
+        """On the trio thread, after a durable commit: wake its waiters and listeners."""
+        self._commits += 1
+        self._committed_ops += len(ops)
+        for op in ops:
+            op.done.set()
+        self._outstanding -= len(ops)
+        if self._outstanding == 0:
+            self._idle.set()
+        self._space.unpark_all()
+        for listener in self._listeners:
+            listener(report)
 
     async def _submit(self, op: AppendOp | Op) -> Any:
         """Queue an operation (no ``await`` before it is queued) and wait for its commit."""
-        self._queue.append(op)
-        self._queued_bytes += op.nbytes
-        self._work.set()
-        done = self._group_done
+        op.done = done = trio.Event()
+        if self._outstanding == 0:
+            self._idle = trio.Event()
+        self._outstanding += 1
+        self._committer.submit(op)
         await done.wait()
         if op.error is not None:
             raise op.error
@@ -172,17 +113,21 @@ class Log:
         self._listeners.append(listener)
 
     async def wait_idle(self) -> None:
-        """Wait until nothing is queued and no commit is in flight."""
-        while self._queue or not self._idle.is_set():
-            await self._idle.wait()
-            await trio.lowlevel.checkpoint()
+        """Wait until every queued operation has been committed."""
+        await self._idle.wait()
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.wait_idle()
+            self._committer.stop()
+            await trio.to_thread.run_sync(self._committer.join)
 
     def statistics(self) -> dict[str, int]:
         return {
             "commits": self._commits,
             "committed_ops": self._committed_ops,
-            "queued_ops": len(self._queue),
-            "queued_bytes": self._queued_bytes,
+            "outstanding_ops": self._outstanding,
+            "queued_bytes": self._committer.queued_bytes,
             "map_size": self.store.environment.map_size,
         }
 
@@ -210,7 +155,7 @@ class Log:
         Pass the ``incarnation`` the records were routed with, so that a stream
         deleted and created again meanwhile is refused rather than written.
         """
-        while self._queued_bytes >= self.config.max_pending_bytes:
+        while self._committer.queued_bytes >= self.config.max_pending_bytes:
             await self._space.park()
         now = self.now_ms()
         segments = {index: fmt.pack_segment(recs, now) for index, recs in records.items() if recs}
@@ -281,9 +226,8 @@ class Log:
         )
 
     async def maintain(self) -> None:
-        """Run a maintenance step now (retention trim, chunked deletes) in its own commit."""
-        self._more_maintenance = True
-        await self._apply(lambda c: None)
+        """Run a maintenance step now (retention trim, chunked deletes) in a commit."""
+        await self._submit(Op(lambda c: None, maintain=True))
 
     # -- leases and checkpoints ----------------------------------------------
 
@@ -441,30 +385,18 @@ class Log:
 
 @asynccontextmanager
 async def open_log(
-    path: str,
+    path: str | os.PathLike[str],
     config: LogConfig = LogConfig(),
     *,
     clock: Clock = wall_clock_ms,
 ) -> AsyncIterator[Log]:
     """Open the log of a data directory; on exit, finish queued writes and close it."""
     store = LogStore(LogEnvironment(path, config.env), config)
-    thread = _WriterThread(trio.lowlevel.current_trio_token())
-    body_error: BaseException | None = None
     try:
-        log = Log(store, thread, clock)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(log._run)
-            try:
-                yield log
-            except BaseException as exc:  # re-raised below, outside the nursery's group
-                body_error = exc
-            finally:
-                with trio.CancelScope(shield=True):
-                    await log.wait_idle()
-                nursery.cancel_scope.cancel()
-        if body_error is not None:
-            raise body_error
+        log = Log(store, clock)
+        try:
+            yield log
+        finally:
+            await log._close()
     finally:
-        with trio.CancelScope(shield=True):
-            await thread.stop()
         store.close()
