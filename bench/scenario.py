@@ -1,0 +1,124 @@
+"""What a benchmark scenario is: options in, a ``ScenarioResult`` out.
+
+A scenario is a name, a one-line summary and a ``run(options)`` function. It
+starts whatever it needs in a fresh temporary directory, measures, removes what
+it created, and returns its parameters, one row of figures per configuration
+it measured (with the columns the summary table shows), the goals it checked
+and free-form notes. Writing the JSON result and printing the table is the
+runner's job (``bench.runner``, ``bench.report``), so a scenario never prints
+its figures itself.
+
+Adding a scenario: write ``bench/scenarios/<name>.py`` with a module-level
+``SCENARIO = Scenario(...)`` and list it in ``bench/scenarios/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .profiling import Profiler
+
+#: One configuration's figures: JSON-able values by name.
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Command-line choices every scenario understands; None means the scenario's default."""
+
+    quick: bool = False
+    duration: float | None = None
+    warmup: float | None = None
+    records: int | None = None
+    appenders: tuple[int, ...] | None = None
+    sizes: tuple[int, ...] | None = None
+    passes: int | None = None
+    rounds: int | None = None
+    baseline: bool = True
+    tmpdir: str | None = None
+    profiler: Profiler | None = None
+
+    def section(self, label: str) -> contextlib.AbstractContextManager[None]:
+        """Profile the enclosed code under ``label`` when profiling is on."""
+        if self.profiler is None:
+            return contextlib.nullcontext()
+        return self.profiler.section(label)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "quick": self.quick,
+            "duration": self.duration,
+            "warmup": self.warmup,
+            "records": self.records,
+            "appenders": list(self.appenders) if self.appenders else None,
+            "sizes": list(self.sizes) if self.sizes else None,
+            "passes": self.passes,
+            "rounds": self.rounds,
+            "baseline": self.baseline,
+            "tmpdir": self.tmpdir,
+            "profile": self.profiler is not None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of the summary table: the row key, its title and a format spec."""
+
+    key: str
+    title: str
+    spec: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """A target from the issue, checked against a measured figure (None: not measured)."""
+
+    description: str
+    target: float
+    measured: float | None
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.measured is None else self.measured >= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "description": self.description,
+            "target": self.target,
+            "measured": self.measured,
+            "met": self.met,
+        }
+
+
+@dataclass(slots=True)
+class ScenarioResult:
+    parameters: dict[str, Any]
+    columns: tuple[Column, ...]
+    rows: list[Row] = field(default_factory=list)
+    goals: list[Goal] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    summary: str
+    run: Callable[[Options], ScenarioResult]
+
+
+@contextlib.contextmanager
+def scratch_directory(options: Options, label: str) -> Iterator[str]:
+    """A fresh temporary directory for one measurement, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=f"shardline-bench-{label}-", dir=options.tmpdir) as d:
+        yield d
+
+
+def ratio(value: float, baseline: float | None) -> float | None:
+    if baseline is None or baseline <= 0:
+        return None
+    return value / baseline

@@ -1,0 +1,10 @@
+"""The scenarios, by name. To add one: a module with ``SCENARIO``, listed here."""
+
+from __future__ import annotations
+
+from ..scenario import Scenario
+from . import log_append, log_read
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario for scenario in (log_append.SCENARIO, log_read.SCENARIO)
+}
