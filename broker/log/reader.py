@@ -1,9 +1,10 @@
 """The log's read side: resolving a starting position and reading a shard forward.
 
 Reads are synchronous and short: one read transaction finds the batches,
-copies their values and ends; checksums are verified and records decoded
-after it ended. A read is bounded by a record count and a byte size (at least
-one batch is copied, so a read always makes progress). A reader that starts
+verifies each one's checksum and decodes its records straight from the map
+(a copy into Python objects, nothing else), and ends. A read is bounded by a
+record count and a byte size (at least one batch is read, so a read always
+makes progress). A reader that starts
 inside a batch gets exactly the records from its position.
 
 Records come out as compact tuples ``(arrival_ms, partition_key, data)`` in
@@ -15,7 +16,7 @@ msgpack produces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +81,17 @@ class ReadResult:
                 yield chunk.first_offset + i, arrival, key, data
 
 
-def _copy_batches(
-    store: LogStore, inc: int, index: int, offset: int, max_records: int, max_bytes: int
-) -> list[bytes]:
-    """Copy the stored values holding ``offset`` onward, within the bounds."""
+def _scan(
+    store: LogStore, inc: int, index: int, offset: int, visit: Callable[[memoryview], bool]
+) -> None:
+    """Call ``visit`` on each stored value holding ``offset`` onward, until it returns False.
+
+    The values are views into the map, valid only during the call: ``visit``
+    copies what it keeps (decoded records, or payload bytes). The read
+    transaction ends when the scan does.
+    """
     prefix = keys.shard(inc, index)
-    values: list[bytes] = []
-    with store.environment.reading() as txn:
+    with store.environment.reading(buffers=True) as txn:
         cursor = txn.cursor(db=store.environment.dbs["batches"])
         found = cursor.set_range(keys.batch(inc, index, offset))
         if not found or cursor.key()[:8] != prefix or keys.batch_offset(cursor.key()) > offset:
@@ -97,18 +102,8 @@ def _copy_batches(
                 found = cursor.next() if header.end_offset <= offset else True
             else:
                 found = cursor.set_range(prefix)
-        records = 0
-        size = 0
-        while found and cursor.key()[:8] == prefix:
-            value = cursor.value()
-            values.append(value)
-            header = fmt.read_header(value)
-            records += header.end_offset - max(offset, header.first_offset)
-            size += len(value)
-            if records >= max_records or size >= max_bytes:
-                break
+        while found and cursor.key()[:8] == prefix and visit(cursor.value()):
             found = cursor.next()
-    return values
 
 
 def _where(desc: StreamDescription, index: int) -> str:
@@ -124,31 +119,39 @@ def read(
     max_records: int = DEFAULT_MAX_RECORDS,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ReadResult:
-    """Read a shard forward from ``offset`` (below the horizon: from the horizon)."""
+    """Read a shard forward from ``offset`` (below the horizon: from the horizon).
+
+    Stops after ``max_records`` records, or at the end of the stored batch that
+    reaches ``max_bytes`` (at least one batch is read, so a read always moves).
+    """
     desc = stream_named(store, stream)
     shard = desc.shard(index)
     if max_records < 1:
         raise InvalidArgumentError(f"Limit must be at least 1, got {max_records}")
     tail = store.tails.get((desc.incarnation, index), ShardTail())
-    offset = max(offset, tail.horizon, 1)
+    position = max(offset, tail.horizon, 1)
     chunks: list[RecordChunk] = []
-    if offset < tail.next_offset:
+    if position < tail.next_offset:
         where = _where(desc, index)
         remaining = max_records
-        for value in _copy_batches(store, desc.incarnation, index, offset, max_records, max_bytes):
+        size = 0
+
+        def visit(value: memoryview) -> bool:
+            nonlocal position, remaining, size
             header = fmt.verify(value, where)
             records = fmt.unpack_records(value, where)
-            start = max(0, offset - header.first_offset)
+            start = max(0, position - header.first_offset)
             if start or len(records) - start > remaining:
                 records = records[start : start + remaining]
-            if not records:
-                continue
-            chunks.append(RecordChunk(header.first_offset + start, records))
-            offset = header.first_offset + start + len(records)
-            remaining -= len(records)
-            if remaining <= 0:
-                break
-    return _result(desc, shard, tuple(chunks), offset, tail)
+            if records:
+                chunks.append(RecordChunk(header.first_offset + start, records))
+                position = header.first_offset + start + len(records)
+                remaining -= len(records)
+            size += len(value)
+            return remaining > 0 and size < max_bytes
+
+        _scan(store, desc.incarnation, index, position, visit)
+    return _result(desc, shard, tuple(chunks), position, tail)
 
 
 def read_batches(
@@ -163,43 +166,49 @@ def read_batches(
     """Read whole stored batches from ``offset``, for forwarding without decoding records.
 
     Only a first batch that ``offset`` enters in its middle is decoded and
-    packed again, from ``offset``. The ``ReadResult`` carries the position and
-    shard state (its ``chunks`` are empty).
+    packed again, from ``offset``. Stops once ``max_records`` records or
+    ``max_bytes`` bytes were read (whole batches: at least one). The
+    ``ReadResult`` carries the position and shard state (its ``chunks`` are empty).
     """
     desc = stream_named(store, stream)
     shard = desc.shard(index)
     tail = store.tails.get((desc.incarnation, index), ShardTail())
-    offset = max(offset, tail.horizon, 1)
+    position = max(offset, tail.horizon, 1)
     out: list[StoredBatch] = []
-    if offset < tail.next_offset:
+    if position < tail.next_offset:
         where = _where(desc, index)
-        for value in _copy_batches(store, desc.incarnation, index, offset, max_records, max_bytes):
+        count = size = 0
+
+        def visit(value: memoryview) -> bool:
+            nonlocal position, count, size
             header = fmt.verify(value, where)
-            if header.end_offset <= offset:
-                continue
-            if header.first_offset < offset:
-                records = fmt.unpack_records(value, where)[offset - header.first_offset :]
-                out.append(
-                    StoredBatch(
-                        offset,
-                        len(records),
-                        records[0][0],
-                        header.last_arrival_ms,
-                        msgpack.packb(records),
-                    )
+            if header.end_offset <= position:
+                return True
+            if header.first_offset < position:
+                records = fmt.unpack_records(value, where)[position - header.first_offset :]
+                batch = StoredBatch(
+                    position,
+                    len(records),
+                    records[0][0],
+                    header.last_arrival_ms,
+                    msgpack.packb(records),
                 )
             else:
-                out.append(
-                    StoredBatch(
-                        header.first_offset,
-                        header.count,
-                        header.first_arrival_ms,
-                        header.last_arrival_ms,
-                        fmt.payload_of(value),
-                    )
+                batch = StoredBatch(
+                    header.first_offset,
+                    header.count,
+                    header.first_arrival_ms,
+                    header.last_arrival_ms,
+                    bytes(fmt.payload_of(value)),
                 )
-            offset = header.end_offset
-    return out, _result(desc, shard, (), offset, tail)
+            out.append(batch)
+            position = header.end_offset
+            count += batch.count
+            size += len(value)
+            return count < max_records and size < max_bytes
+
+        _scan(store, desc.incarnation, index, position, visit)
+    return out, _result(desc, shard, (), position, tail)
 
 
 def _result(

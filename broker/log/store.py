@@ -276,8 +276,10 @@ class Commit:
         desc = self.stream(name)
         desc.shard(index)
         _check_application(app)
-        if not owner:
+        if not owner or not isinstance(owner, str):
             raise InvalidArgumentError("lease owner must be a non-empty string")
+        if duration_ms <= 0:
+            raise InvalidArgumentError(f"lease duration must be positive, got {duration_ms} ms")
         key = keys.application(desc.incarnation, app, index)
         current = self._lease_at(key)
         counter = 1
@@ -306,6 +308,8 @@ class Commit:
         *,
         release: bool = False,
     ) -> Lease:
+        if not release and duration_ms <= 0:
+            raise InvalidArgumentError(f"lease duration must be positive, got {duration_ms} ms")
         desc = self.stream(name)
         key = keys.application(desc.incarnation, app, index)
         current = self._lease_at(key)
@@ -331,9 +335,18 @@ class Commit:
         offset: int | None,
         lease_counter: int | None,
         now_ms: int,
+        incarnation: int | None = None,
     ) -> Checkpoint:
-        """Record the last processed offset (None: SHARD_END), fenced by the lease counter."""
+        """Record the last processed offset (None: SHARD_END), fenced by the lease counter.
+
+        ``incarnation``: the stream the offset was resolved against; a stream
+        deleted and created again since is refused rather than written.
+        """
         desc = self.stream(name)
+        if incarnation is not None and incarnation != desc.incarnation:
+            raise ResourceNotFoundError(
+                f"Stream {name} was deleted and created again since the checkpoint was made"
+            )
         shard = desc.shard(index)
         _check_application(app)
         key = keys.application(desc.incarnation, app, index)
@@ -531,7 +544,7 @@ class LogStore:
                     op.error = error
                     op.result = None
                 return CommitReport()
-            except ShardlineError as exc:  # StorageFullError from grow()
+            except ShardlineError as exc:  # e.g. a corrupt batch met by maintenance
                 for op in ops:
                     op.error = exc
                     op.result = None

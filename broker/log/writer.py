@@ -292,7 +292,9 @@ class Log:
             offset = seq.offset
         now = self.now_ms()
         return await self._apply(
-            lambda c: c.checkpoint(stream, application, index, offset, lease_counter, now)
+            lambda c: c.checkpoint(
+                stream, application, index, offset, lease_counter, now, desc.incarnation
+            )
         )
 
     def _name_of(self, incarnation: int) -> str:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import trio
 
+from broker.errors import ResourceNotFoundError
 from broker.log import Log, LogConfig, open_log
 from broker.log import batch as fmt
 from broker.log import keys as log_keys
@@ -111,5 +112,28 @@ def test_a_dropped_stream_is_deleted_in_chunks_across_restarts(tmp_path: Path) -
         assert steps > 3
         assert store.drops == []
         assert stored_keys(store, kept.incarnation) > 0
+    finally:
+        store.close()
+
+
+def test_a_checkpoint_queued_behind_a_recreate_is_refused(tmp_path: Path) -> None:
+    """Delete, create again and a checkpoint resolved against the old stream, in one commit."""
+    config = LogConfig()
+    store = LogStore(LogEnvironment(tmp_path, config.env), config)
+    try:
+        old = _run(store, lambda c: c.create_stream("s", 1, 0, 24))
+        segments = {0: fmt.pack_segment(make_records(3), 0)}
+        store.commit([AppendOp("s", None, segments, 64)], 0)
+        delete = Op(lambda c: c.delete_stream("s"))
+        create = Op(lambda c: c.create_stream("s", 1, 0, 24))
+        checkpoint = Op(lambda c: c.checkpoint("s", "app", 0, 0, None, 0, old.incarnation))
+        store.commit([delete, create, checkpoint], 0)
+        assert delete.error is None and create.error is None
+        assert isinstance(checkpoint.error, ResourceNotFoundError)
+        new = store.streams["s"]
+        assert new.incarnation != old.incarnation
+        with store.environment.reading() as txn:
+            key = log_keys.application(new.incarnation, "app", 0)
+            assert txn.get(key, db=store.environment.dbs["checkpoints"]) is None
     finally:
         store.close()
