@@ -117,10 +117,25 @@ class LogEnvironment:
         return {"map_size": info["map_size"], "last_txnid": info["last_txnid"]}
 
 
-def storage_error(exc: lmdb.Error) -> StorageFullError | None:
-    """The ``StorageFullError`` for a disk-full LMDB error, else None."""
+#: How the OS says "no room": LMDB passes these on as text, without an errno attribute.
+_NO_ROOM = ("No space left", "File too large", "Disk quota exceeded")
+
+
+def storage_error(exc: lmdb.Error, path: Path) -> StorageFullError | None:
+    """The ``StorageFullError`` for an LMDB write failure that means "no room", else None.
+
+    LMDB reports a short write (what a full disk or a file size limit usually
+    gives) as ``EIO``, so an I/O error while committing counts as one too, with
+    a message that says so.
+    """
+    text = str(exc)
     if isinstance(exc, lmdb.DiskError) or getattr(exc, "errno", None) == errno.ENOSPC:
-        return StorageFullError(f"the disk holding the log is full: {exc}")
-    if "No space left" in str(exc):
-        return StorageFullError(f"the disk holding the log is full: {exc}")
+        return StorageFullError(f"the disk holding the log ({path}) is full: {text}")
+    if any(marker in text for marker in _NO_ROOM):
+        return StorageFullError(f"the log ({path}) has no room to write: {text}")
+    if "Input/output error" in text:
+        return StorageFullError(
+            f"the log ({path}) could not write its commit ({text}); LMDB reports a short "
+            "write this way, most often because the disk is full"
+        )
     return None

@@ -537,7 +537,7 @@ class LogStore:
                         op.result = None
                     return CommitReport()
             except lmdb.Error as exc:
-                error = storage_error(exc) or InternalFailureError(
+                error = storage_error(exc, env.path) or InternalFailureError(
                     f"the log failed to commit: {exc}"
                 )
                 for op in ops:

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import trio
 
 from broker.errors import DataDirectoryLockedError, StorageFullError
 from broker.log import EnvConfig, Log, LogConfig, open_log
@@ -193,3 +194,63 @@ async def test_append_at_the_cap_fails_cleanly_and_the_log_stays_usable(tmp_path
         result = await log.append(STREAM, {0: [(f"key-{i}", _data(i))]})
         assert result.ranges == {0: (acknowledged + 1, 1)}
         assert _read_all(log) == _expected(acknowledged + 1)
+
+
+# -- a full disk -------------------------------------------------------------------
+
+#: The child appends under a file size limit (the kernel refuses writes past it,
+#: as a full disk does) and reports every acknowledged append, then the error.
+_FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys
+    import trio
+    from broker.errors import ShardlineError
+    from broker.log import open_log
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    limit = int(sys.argv[2])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    async def main():
+        async with open_log(sys.argv[1]) as log:
+            await log.create_stream("env", 1)
+            for i in range(10_000):
+                data = bytes([i % 251]) * 49152
+                try:
+                    await log.append("env", {0: [(f"key-{i}", data)]})
+                except ShardlineError as exc:
+                    print("error", type(exc).__name__, exc.wire_name, exc.message, flush=True)
+                    # The log keeps serving reads after the failed commit.
+                    print("tail", log.tail("env", 0).next_offset, flush=True)
+                    return
+                print("ack", i, flush=True)
+
+    trio.run(main)
+    """
+)
+
+
+async def test_a_full_disk_fails_the_append_with_a_clear_error_and_keeps_what_was_acked(
+    tmp_path: Path,
+) -> None:
+    limit = 3 << 20
+    with trio.fail_after(120):
+        child = await trio.run_process(
+            [sys.executable, "-c", _FULL_DISK, str(tmp_path), str(limit)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert child.returncode == 0, child.stderr.decode()
+    lines = child.stdout.decode().splitlines()
+    acks = [int(line.split()[1]) for line in lines if line.startswith("ack ")]
+    errors = [line for line in lines if line.startswith("error ")]
+    assert acks == list(range(len(acks))) and len(acks) > 5
+    assert len(errors) == 1, lines
+    assert "StorageFullError InternalFailureException" in errors[0]
+    assert "disk is full" in errors[0] or "no room" in errors[0]
+    assert lines[-1] == f"tail {len(acks) + 1}"
+    # Every acknowledged record is there after the failure, byte for byte, and nothing else.
+    async with open_log(str(tmp_path)) as log:
+        rows = _read_all(log)
+    assert rows == [(i + 1, f"key-{i}", bytes([i % 251]) * 49152) for i in acks]
