@@ -41,7 +41,14 @@ from ..errors import (
     ShardClosedError,
     ShardlineError,
 )
-from ..model import Checkpoint, Lease, ShardTail, StreamDescription, validate_stream_name
+from ..model import (
+    STREAM_NAME_RE,
+    Checkpoint,
+    Lease,
+    ShardTail,
+    StreamDescription,
+    validate_stream_name,
+)
 from . import batch as fmt
 from . import catalog, keys
 from .env import EnvConfig, LogEnvironment, storage_error
@@ -429,23 +436,18 @@ class Commit:
 
 
 def _check_application(app: object) -> None:
-    if not isinstance(app, str) or validate_app_name(app) is None:
+    """Application names follow the stream name rule."""
+    if not isinstance(app, str) or STREAM_NAME_RE.fullmatch(app) is None:
         raise InvalidArgumentError(
             f"application name {app!r} is not valid: it must match [a-zA-Z0-9_.-]{{1,128}}"
         )
-
-
-def validate_app_name(app: str) -> str | None:
-    from ..model import STREAM_NAME_RE
-
-    return app if STREAM_NAME_RE.fullmatch(app) else None
 
 
 def _delete_prefix(txn: Any, db: Any, prefix: bytes, budget: int) -> int:
     cursor = txn.cursor(db=db)
     deleted = 0
     found = cursor.set_range(prefix)
-    while found and deleted < budget and cursor.key().startswith(prefix):
+    while found and deleted < budget and cursor.key()[: len(prefix)] == prefix:
         found = cursor.delete()
         deleted += 1
     cursor.close()
@@ -520,7 +522,9 @@ class LogStore:
                 op.error = None
                 op.result = None
             try:
-                with env.env.begin(write=True) as txn:
+                # Buffers: values read while writing (batch headers for trims, leases)
+                # are views, not copies; nothing read keeps them past the commit.
+                with env.env.begin(write=True, buffers=True) as txn:
                     staged = Commit(self, txn)
                     self._apply(staged, ops)
                     if maintain or self.drops:
