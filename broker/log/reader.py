@@ -106,6 +106,16 @@ def _scan(
             found = cursor.next()
 
 
+def _start(
+    store: LogStore, stream: str, index: int, offset: int
+) -> tuple[StreamDescription, Shard, ShardTail, int]:
+    """The stream, shard and tail a read works on, and where it really starts."""
+    desc = stream_named(store, stream)
+    shard = desc.shard(index)
+    tail = store.tails.get((desc.incarnation, index), ShardTail())
+    return desc, shard, tail, max(offset, tail.horizon, 1)
+
+
 def _where(desc: StreamDescription, index: int) -> str:
     return f"stream {desc.name} shard {desc.shard(index).shard_id}"
 
@@ -124,12 +134,9 @@ def read(
     Stops after ``max_records`` records, or at the end of the stored batch that
     reaches ``max_bytes`` (at least one batch is read, so a read always moves).
     """
-    desc = stream_named(store, stream)
-    shard = desc.shard(index)
     if max_records < 1:
         raise InvalidArgumentError(f"Limit must be at least 1, got {max_records}")
-    tail = store.tails.get((desc.incarnation, index), ShardTail())
-    position = max(offset, tail.horizon, 1)
+    desc, shard, tail, position = _start(store, stream, index, offset)
     chunks: list[RecordChunk] = []
     if position < tail.next_offset:
         where = _where(desc, index)
@@ -170,10 +177,7 @@ def read_batches(
     ``max_bytes`` bytes were read (whole batches: at least one). The
     ``ReadResult`` carries the position and shard state (its ``chunks`` are empty).
     """
-    desc = stream_named(store, stream)
-    shard = desc.shard(index)
-    tail = store.tails.get((desc.incarnation, index), ShardTail())
-    position = max(offset, tail.horizon, 1)
+    desc, shard, tail, position = _start(store, stream, index, offset)
     out: list[StoredBatch] = []
     if position < tail.next_offset:
         where = _where(desc, index)

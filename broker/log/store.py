@@ -33,8 +33,6 @@ import msgpack
 
 from ..errors import (
     InternalFailureError,
-    InvalidArgumentError,
-    LeaseLostError,
     LimitExceededError,
     ResourceInUseError,
     ResourceNotFoundError,
@@ -42,9 +40,6 @@ from ..errors import (
     ShardlineError,
 )
 from ..model import (
-    STREAM_NAME_RE,
-    Checkpoint,
-    Lease,
     ShardTail,
     StreamDescription,
     validate_stream_name,
@@ -271,121 +266,6 @@ class Commit:
             self.report.batches.append(CommittedBatch(inc, index, first, count, value))
         pending.clear()
 
-    # -- leases and checkpoints --------------------------------------------
-
-    def _lease_at(self, key: bytes) -> list[Any] | None:
-        raw = self.txn.get(key, db=self.dbs["leases"])
-        return None if raw is None else list(msgpack.unpackb(raw))
-
-    def acquire_lease(
-        self, name: str, app: str, index: int, owner: str, duration_ms: int, now_ms: int
-    ) -> Lease:
-        desc = self.stream(name)
-        desc.shard(index)
-        _check_application(app)
-        if not owner or not isinstance(owner, str):
-            raise InvalidArgumentError("lease owner must be a non-empty string")
-        if duration_ms <= 0:
-            raise InvalidArgumentError(f"lease duration must be positive, got {duration_ms} ms")
-        key = keys.application(desc.incarnation, app, index)
-        current = self._lease_at(key)
-        counter = 1
-        if current is not None:
-            held_by, expires, counter = current
-            if held_by and held_by != owner and now_ms < expires:
-                raise ResourceInUseError(
-                    f"the lease on {desc.shard(index).shard_id} for application {app} is held "
-                    f"by {held_by} until {expires}"
-                )
-            if held_by != owner:
-                counter += 1
-        lease = Lease(desc.incarnation, app, index, owner, now_ms + duration_ms, counter)
-        self.txn.put(key, msgpack.packb([owner, lease.expires_ms, counter]), db=self.dbs["leases"])
-        return lease
-
-    def renew_lease(
-        self,
-        name: str,
-        app: str,
-        index: int,
-        owner: str,
-        counter: int,
-        duration_ms: int,
-        now_ms: int,
-        *,
-        release: bool = False,
-    ) -> Lease:
-        if not release and duration_ms <= 0:
-            raise InvalidArgumentError(f"lease duration must be positive, got {duration_ms} ms")
-        desc = self.stream(name)
-        key = keys.application(desc.incarnation, app, index)
-        current = self._lease_at(key)
-        if current is None or current[0] != owner or current[2] != counter:
-            raise LeaseLostError(
-                f"the lease on {desc.shard(index).shard_id} for application {app} is no longer "
-                f"held by {owner} with counter {counter}"
-            )
-        if release:
-            lease = Lease(desc.incarnation, app, index, "", 0, counter)
-        else:
-            lease = Lease(desc.incarnation, app, index, owner, now_ms + duration_ms, counter)
-        self.txn.put(
-            key, msgpack.packb([lease.owner, lease.expires_ms, counter]), db=self.dbs["leases"]
-        )
-        return lease
-
-    def checkpoint(
-        self,
-        name: str,
-        app: str,
-        index: int,
-        offset: int | None,
-        lease_counter: int | None,
-        now_ms: int,
-        incarnation: int | None = None,
-    ) -> Checkpoint:
-        """Record the last processed offset (None: SHARD_END), fenced by the lease counter.
-
-        ``incarnation``: the stream the offset was resolved against; a stream
-        deleted and created again since is refused rather than written.
-        """
-        desc = self.stream(name)
-        if incarnation is not None and incarnation != desc.incarnation:
-            raise ResourceNotFoundError(
-                f"Stream {name} was deleted and created again since the checkpoint was made"
-            )
-        shard = desc.shard(index)
-        _check_application(app)
-        key = keys.application(desc.incarnation, app, index)
-        lease = self._lease_at(key)
-        if lease is None and lease_counter is not None:
-            raise LeaseLostError(
-                f"no lease exists on {shard.shard_id} for application {app}, but the checkpoint "
-                f"carries lease counter {lease_counter}"
-            )
-        if lease is not None and lease_counter != lease[2]:
-            raise LeaseLostError(
-                f"the checkpoint for {shard.shard_id} of application {app} carries lease counter "
-                f"{lease_counter}, but the lease's counter is {lease[2]} (held by {lease[0]!r})"
-            )
-        tail = self.tail(desc.incarnation, index)
-        if offset is None:
-            if shard.is_open:
-                raise InvalidArgumentError(
-                    f"SHARD_END is only a valid checkpoint for a closed shard; "
-                    f"{shard.shard_id} is open"
-                )
-        elif not 0 <= offset <= tail.newest_offset:
-            raise InvalidArgumentError(
-                f"checkpoint offset {offset} is beyond the newest record "
-                f"({tail.newest_offset}) of {shard.shard_id}"
-            )
-        value = msgpack.packb([offset, lease_counter, offset is None, now_ms])
-        self.txn.put(key, value, db=self.dbs["checkpoints"])
-        return Checkpoint(
-            desc.incarnation, app, index, offset, lease_counter, offset is None, now_ms
-        )
-
     # -- maintenance --------------------------------------------------------
 
     def maintain(self, now_ms: int | None) -> None:
@@ -433,14 +313,6 @@ class Commit:
         if deleted:
             self.put_tail(inc, index, dataclasses.replace(tail, horizon=horizon), persist=True)
         return deleted
-
-
-def _check_application(app: object) -> None:
-    """Application names follow the stream name rule."""
-    if not isinstance(app, str) or STREAM_NAME_RE.fullmatch(app) is None:
-        raise InvalidArgumentError(
-            f"application name {app!r} is not valid: it must match [a-zA-Z0-9_.-]{{1,128}}"
-        )
 
 
 def _delete_prefix(txn: Any, db: Any, prefix: bytes, budget: int) -> int:

@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-import msgpack
 import trio
 
 from ..errors import InvalidArgumentError, ResourceNotFoundError
@@ -40,7 +39,7 @@ from ..model import (
 )
 from ..sequence import decode as decode_sequence
 from . import batch as fmt
-from . import catalog, keys, reader
+from . import catalog, keys, leases, reader
 from .committer import GroupCommitter
 from .env import LogEnvironment
 from .store import AppendOp, AppendResult, Commit, CommitReport, LogConfig, LogStore, Op
@@ -237,13 +236,22 @@ class Log:
         """Take the lease on a shard for an application: free, expired, or already ours."""
         now = self.now_ms()
         return await self._apply(
-            lambda c: c.acquire_lease(stream, application, index, owner, duration_ms, now)
+            lambda c: leases.acquire(c, stream, application, index, owner, duration_ms, now)
         )
 
     async def renew_lease(self, lease: Lease, duration_ms: int) -> Lease:
+        """Extend a lease still held (same owner, same counter); else ``LeaseLostError``."""
+        return await self._renew(lease, duration_ms, release=False)
+
+    async def release_lease(self, lease: Lease) -> Lease:
+        """Give a lease up; its counter stays, so a later owner's is higher."""
+        return await self._renew(lease, 0, release=True)
+
+    async def _renew(self, lease: Lease, duration_ms: int, *, release: bool) -> Lease:
         now = self.now_ms()
         return await self._apply(
-            lambda c: c.renew_lease(
+            lambda c: leases.renew(
+                c,
                 self._name_of(lease.stream_incarnation),
                 lease.application,
                 lease.shard_index,
@@ -251,21 +259,7 @@ class Log:
                 lease.counter,
                 duration_ms,
                 now,
-            )
-        )
-
-    async def release_lease(self, lease: Lease) -> Lease:
-        now = self.now_ms()
-        return await self._apply(
-            lambda c: c.renew_lease(
-                self._name_of(lease.stream_incarnation),
-                lease.application,
-                lease.shard_index,
-                lease.owner,
-                lease.counter,
-                0,
-                now,
-                release=True,
+                release=release,
             )
         )
 
@@ -292,8 +286,8 @@ class Log:
             offset = seq.offset
         now = self.now_ms()
         return await self._apply(
-            lambda c: c.checkpoint(
-                stream, application, index, offset, lease_counter, now, desc.incarnation
+            lambda c: leases.checkpoint(
+                c, stream, application, index, offset, lease_counter, now, desc.incarnation
             )
         )
 
@@ -360,29 +354,24 @@ class Log:
             self.store, name, index, offset, max_records=max_records, max_bytes=max_bytes
         )
 
-    def get_checkpoint(self, stream: str, application: str, index: int) -> Checkpoint | None:
+    def _application_record(
+        self, db: str, stream: str, application: str, index: int
+    ) -> tuple[int, bytes | None]:
         desc = self.describe(stream)
         with self.store.environment.reading() as txn:
             raw = txn.get(
                 keys.application(desc.incarnation, application, index),
-                db=self.store.environment.dbs["checkpoints"],
+                db=self.store.environment.dbs[db],
             )
-        if raw is None:
-            return None
-        offset, counter, shard_end, updated = msgpack.unpackb(raw)
-        return Checkpoint(desc.incarnation, application, index, offset, counter, shard_end, updated)
+        return desc.incarnation, raw
+
+    def get_checkpoint(self, stream: str, application: str, index: int) -> Checkpoint | None:
+        inc, raw = self._application_record("checkpoints", stream, application, index)
+        return None if raw is None else leases.decode_checkpoint(inc, application, index, raw)
 
     def get_lease(self, stream: str, application: str, index: int) -> Lease | None:
-        desc = self.describe(stream)
-        with self.store.environment.reading() as txn:
-            raw = txn.get(
-                keys.application(desc.incarnation, application, index),
-                db=self.store.environment.dbs["leases"],
-            )
-        if raw is None:
-            return None
-        owner, expires, counter = msgpack.unpackb(raw)
-        return Lease(desc.incarnation, application, index, owner, expires, counter)
+        inc, raw = self._application_record("leases", stream, application, index)
+        return None if raw is None else leases.decode_lease(inc, application, index, raw)
 
 
 @asynccontextmanager

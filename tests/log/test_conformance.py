@@ -16,7 +16,7 @@ from typing import TypeVar
 import trio
 
 from broker.errors import ResourceNotFoundError
-from broker.log import Log, LogConfig, open_log
+from broker.log import Log, LogConfig, leases, open_log
 from broker.log import batch as fmt
 from broker.log import keys as log_keys
 from broker.log.env import LogEnvironment
@@ -126,7 +126,7 @@ def test_a_checkpoint_queued_behind_a_recreate_is_refused(tmp_path: Path) -> Non
         store.commit([AppendOp("s", None, segments, 64)], 0)
         delete = Op(lambda c: c.delete_stream("s"))
         create = Op(lambda c: c.create_stream("s", 1, 0, 24))
-        checkpoint = Op(lambda c: c.checkpoint("s", "app", 0, 0, None, 0, old.incarnation))
+        checkpoint = Op(lambda c: leases.checkpoint(c, "s", "app", 0, 0, None, 0, old.incarnation))
         store.commit([delete, create, checkpoint], 0)
         assert delete.error is None and create.error is None
         assert isinstance(checkpoint.error, ResourceNotFoundError)
