@@ -54,6 +54,18 @@ class DataDirectoryLockedError(ShardlineError):
     http_status = 400
 
 
+class SerializationError(ShardlineError):
+    """The request body could not be decoded (not msgpack, or not a map)."""
+
+    wire_name = "SerializationException"
+    http_status = 400
+
+
+class UnknownOperationError(ShardlineError):
+    wire_name = "UnknownOperationException"
+    http_status = 400
+
+
 class ResourceNotFoundError(ShardlineError):
     wire_name = "ResourceNotFoundException"
     http_status = 400

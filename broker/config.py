@@ -1,0 +1,73 @@
+"""Broker settings: one frozen dataclass, loaded from defaults, a TOML file and the command line.
+
+The TOML file uses the same names as the dataclass fields (``data``, ``host``,
+``port``, ``region``, ...), with the log's settings in a ``[log]`` table (and
+``[log.env]`` for LMDB's); unknown names are an error that says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .log import EnvConfig, LogConfig
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    data: str = "./data"
+    host: str = "127.0.0.1"
+    port: int = 4567
+    #: Region and account of the ARNs the broker answers with and accepts.
+    region: str = "us-east-1"
+    account: str = "000000000000"
+    #: Largest record (data plus partition key), bytes. Kinesis classic: 1 MiB; up to 10 MiB.
+    max_record_bytes: int = 1 * MIB
+    #: Largest PutRecords request (all data plus keys), bytes. Kinesis classic: 5 MiB; up to 10.
+    max_request_records_bytes: int = 5 * MIB
+    #: Largest HTTP request body the server reads, bytes (msgpack overhead on top of the records).
+    max_body_bytes: int = 12 * MIB
+    #: Shard iterators expire after this many seconds (Kinesis: 300).
+    iterator_lifetime_s: float = 300.0
+    #: Secret for iterator tokens; empty: a random one per start (iterators die with the process).
+    iterator_secret: str = ""
+    #: Optional per-shard write limits (Kinesis: 1 MiB/s and 1,000 records/s); 0 = off.
+    shard_write_bytes_per_s: int = 0
+    shard_write_records_per_s: int = 0
+    #: Server limits.
+    max_connections: int = 1024
+    max_concurrent_streams: int = 256
+    max_header_bytes: int = 16 * 1024
+    idle_timeout_s: float = 300.0
+    shutdown_timeout_s: float = 10.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> BrokerConfig:
+        """Defaults, then the TOML file at ``path`` (if any), then ``overrides`` (not None)."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            with open(path, "rb") as handle:
+                values.update(tomllib.load(handle))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values.get("log"), dict):
+            log = dict(values["log"])
+            env = log.pop("env", None)
+            if isinstance(env, dict):
+                log["env"] = EnvConfig(**env)
+            values["log"] = LogConfig(**log)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def stream_arn(self, name: str) -> str:
+        return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{name}"

@@ -1,0 +1,14 @@
+"""The operation table: one handler per operation, named as in Kinesis.
+
+A handler takes the ``Broker`` (the state: the log, the settings, the
+iterator codec) and the decoded request (a dict with Kinesis field names) and
+returns the response dict, or raises a ``ShardlineError``. Handlers know
+nothing of the wire: the native msgpack codec and, later, the AWS JSON/CBOR
+codecs call the same ``dispatch``.
+"""
+
+from __future__ import annotations
+
+from .base import OPERATIONS, Broker, Handler, dispatch, open_broker, operation
+
+__all__ = ["OPERATIONS", "Broker", "Handler", "dispatch", "open_broker", "operation"]

@@ -1,0 +1,63 @@
+"""The broker state that handlers work on, the registry, and ``dispatch``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import BrokerConfig
+from ..errors import SerializationError, UnknownOperationError
+from ..log import Log, open_log
+
+Request = dict[str, Any]
+Response = dict[str, Any]
+Handler = Callable[["Broker", Request], Awaitable[Response]]
+
+#: Every operation by its Kinesis name; filled by ``@operation``.
+OPERATIONS: dict[str, Handler] = {}
+
+
+def operation(name: str) -> Callable[[Handler], Handler]:
+    """Register a handler under its Kinesis operation name."""
+
+    def register(handler: Handler) -> Handler:
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name} registered twice")
+        OPERATIONS[name] = handler
+        return handler
+
+    return register
+
+
+@dataclass
+class Broker:
+    """What handlers work on: the log and the settings, plus per-broker helpers.
+
+    ``extras`` is for state later parts attach (iterator codec, throughput
+    limiters, metrics) without a dependency from this module on them.
+    """
+
+    log: Log
+    config: BrokerConfig
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+async def dispatch(broker: Broker, name: str, request: object) -> Response:
+    """Run operation ``name`` on a decoded request; raises ``ShardlineError`` on failure."""
+    handler = OPERATIONS.get(name)
+    if handler is None:
+        raise UnknownOperationError(f"Operation {name!r} is not supported")
+    if not isinstance(request, dict):
+        raise SerializationError(
+            f"the request body must be a map of field names to values, got {type(request).__name__}"
+        )
+    return await handler(broker, request)
+
+
+@asynccontextmanager
+async def open_broker(config: BrokerConfig) -> AsyncIterator[Broker]:
+    """Open the log of ``config.data`` and the broker state over it."""
+    async with open_log(config.data, config.log) as log:
+        yield Broker(log, config)

@@ -1,0 +1,1 @@
+"""Sans-IO wire codecs: request and response bodies, error bodies."""
