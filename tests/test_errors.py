@@ -17,6 +17,8 @@ EXPECTED = {
     "StorageFullError": ("InternalFailureException", 500, False),
     "CorruptBatchError": ("InternalFailureException", 500, False),
     "DataDirectoryLockedError": ("ResourceInUseException", 400, False),
+    "SerializationError": ("SerializationException", 400, False),
+    "UnknownOperationError": ("UnknownOperationException", 400, False),
     "ResourceNotFoundError": ("ResourceNotFoundException", 400, False),
     "ResourceInUseError": ("ResourceInUseException", 400, False),
     "InvalidArgumentError": ("InvalidArgumentException", 400, False),
