@@ -9,6 +9,18 @@ codecs call the same ``dispatch``.
 
 from __future__ import annotations
 
+from . import reads, resharding, streams, writes
 from .base import OPERATIONS, Broker, Handler, dispatch, open_broker, operation
 
-__all__ = ["OPERATIONS", "Broker", "Handler", "dispatch", "open_broker", "operation"]
+#: The modules whose import fills ``OPERATIONS``.
+HANDLER_MODULES = (streams, resharding, writes, reads)
+
+__all__ = [
+    "HANDLER_MODULES",
+    "OPERATIONS",
+    "Broker",
+    "Handler",
+    "dispatch",
+    "open_broker",
+    "operation",
+]

@@ -1,0 +1,111 @@
+"""Polling reads: GetShardIterator and GetRecords.
+
+``GetShardIterator`` resolves a starting position to an offset in the log
+(``Log.resolve``: the five Kinesis iterator types, sequence numbers checked
+against the shard and incarnation) and hands back a signed token holding it
+(``iterators.py``). ``GetRecords`` opens the token, reads the shard from its
+offset (at most ``Limit`` records and 10 MiB of data plus partition keys;
+at least one record) and answers with the records, a new
+iterator at the next offset, and how far behind the newest record the reader
+is. At the end of a closed shard the new iterator is null and ``ChildShards``
+lists the shards that took over its hash range.
+
+A token names its stream by name and incarnation: a stream deleted (and
+perhaps created again) since the token was issued answers
+``ResourceNotFoundException``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidArgumentError, ResourceNotFoundError
+from ..model import PositionType
+from ..sequence import base
+from . import fields as f
+from .base import Broker, Request, Response, operation
+from .iterators import ShardIterator
+from .shapes import child_shard_view, codec
+
+MAX_LIMIT = 10_000
+MAX_RESPONSE_BYTES = 10 << 20
+ITERATOR_TYPES = tuple(t.value for t in PositionType)
+
+
+@operation("GetShardIterator")
+async def get_shard_iterator(broker: Broker, request: Request) -> Response:
+    name = f.required_stream(broker.config, request)
+    index = f.required_shard(request, "ShardId")
+    kind = f.required_choice(request, "ShardIteratorType", ITERATOR_TYPES)
+    sequence = f.optional_str(request, "StartingSequenceNumber")
+    timestamp = f.optional_int(request, "Timestamp", low=0)
+    if kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER") and sequence is None:
+        raise InvalidArgumentError(f"ShardIteratorType {kind} needs a StartingSequenceNumber")
+    if kind == "AT_TIMESTAMP" and timestamp is None:
+        raise InvalidArgumentError("ShardIteratorType AT_TIMESTAMP needs a Timestamp")
+    desc = broker.log.describe(name)
+    offset = broker.log.resolve(name, index, kind, sequence_number=sequence, timestamp_ms=timestamp)
+    token = codec(broker).encode(
+        ShardIterator(desc.name, desc.incarnation, index, offset, broker.log.now_ms())
+    )
+    return {"ShardIterator": token}
+
+
+@operation("GetRecords")
+async def get_records(broker: Broker, request: Request) -> Response:
+    token = f.required_str(request, "ShardIterator", max_len=512)
+    limit = f.optional_int(request, "Limit", default=MAX_LIMIT, low=1, high=MAX_LIMIT)
+    assert limit is not None
+    iterator_codec = codec(broker)
+    now = broker.log.now_ms()
+    it = iterator_codec.decode(token, now)
+    desc = broker.log.describe(it.stream)
+    if desc.incarnation != it.incarnation:
+        raise ResourceNotFoundError(
+            f"Stream {it.stream} was deleted since this ShardIterator was issued"
+        )
+    desc.shard(it.shard_index)
+    result = broker.log.read(
+        it.stream, it.shard_index, it.offset, max_records=limit, max_bytes=MAX_RESPONSE_BYTES
+    )
+    start = base(desc.incarnation, it.shard_index)
+    records: list[dict[str, Any]] = []
+    append = records.append
+    last_arrival: int | None = None
+    next_offset = result.next_offset
+    size = 0
+    cut = False
+    for chunk in result.chunks:
+        offset = chunk.first_offset
+        for arrival, key, data in chunk.records:
+            # The log bounds a read by whole stored batches; the response bound is exact.
+            size += len(data) + len(key)
+            if size > MAX_RESPONSE_BYTES and records:
+                cut = True
+                break
+            append(
+                {
+                    "SequenceNumber": str(start + offset),
+                    "ApproximateArrivalTimestamp": arrival,
+                    "Data": data,
+                    "PartitionKey": key,
+                }
+            )
+            last_arrival = arrival
+            offset += 1
+        if cut:
+            next_offset = offset
+            break
+    tail = result.tail
+    behind = 0
+    if next_offset < tail.next_offset and last_arrival is not None:
+        behind = max(0, tail.last_arrival_ms - last_arrival)
+    response: Response = {"Records": records, "MillisBehindLatest": behind}
+    if result.shard_end and not cut:
+        response["NextShardIterator"] = None
+        response["ChildShards"] = [child_shard_view(s) for s in result.child_shards]
+    else:
+        response["NextShardIterator"] = iterator_codec.encode(
+            ShardIterator(desc.name, desc.incarnation, it.shard_index, next_offset, now)
+        )
+    return response

@@ -1,0 +1,196 @@
+"""Writes: PutRecord and PutRecords.
+
+A request is validated whole before anything is written: a malformed record,
+a record over ``BrokerConfig.max_record_bytes`` (data plus the partition key's
+UTF-8 bytes) or a request over ``max_request_records_bytes`` fails the whole
+request with ``InvalidArgumentException`` naming the record. Then each record
+is routed (MD5 of its key, or its ``ExplicitHashKey``, to the open shard whose
+range holds it) and, when per-shard write limits are on, charged to its
+shard's buckets; the records admitted go to the log in ONE append, acknowledged
+after its durable commit. Per-record work is only that routing and
+bookkeeping; sequence numbers are computed from the offsets the append returns.
+
+A reshard that closes a shard between routing and the commit makes the
+append fail with the retriable ``ShardClosedError``; the records are routed
+once more with the new shard map (their hashes are kept) and appended again.
+A second race in a row reaches the client as ``ResourceInUseException``
+(retriable).
+
+Records refused by a write limit are answered in place with
+``ProvisionedThroughputExceededException``; the others still succeed, so a
+retried subset can land after records that followed it (as in Kinesis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..errors import (
+    InvalidArgumentError,
+    ProvisionedThroughputExceededError,
+    ShardClosedError,
+    ValidationError,
+)
+from ..hashing import MAX_PARTITION_KEY_CHARS, parse_explicit_hash_key, validate_partition_key
+from ..model import StreamDescription, shard_id
+from ..sequence import base, decode
+from . import fields as f
+from .base import Broker, Request, Response, operation
+from .shapes import router
+from .throttle import ShardWriteLimiter
+
+MAX_RECORDS_PER_REQUEST = 500
+
+#: A record as routed: (hash key, size in bytes, partition key, data).
+_Routed = tuple[int, int, str, bytes]
+
+
+def _record(entry: object, where: str, max_bytes: int) -> _Routed:
+    """Validate one record and compute its hash key and size."""
+    item = entry if type(entry) is dict else f.entry_map(entry, where)
+    data = item.get("Data")
+    key = item.get("PartitionKey")
+    explicit = item.get("ExplicitHashKey")
+    try:
+        if type(data) is not bytes:
+            data = f.required_bytes(item, "Data")
+        if type(key) is not str or not 1 <= len(key) <= MAX_PARTITION_KEY_CHARS:
+            key = validate_partition_key(f.required_str(item, "PartitionKey", min_len=0))
+        try:
+            key_bytes = key.encode("utf-8")
+        except UnicodeEncodeError:
+            validate_partition_key(key)
+            raise
+        if explicit is None:
+            hash_key = int.from_bytes(hashlib.md5(key_bytes).digest(), "big")
+        else:
+            hash_key = parse_explicit_hash_key(explicit)
+    except (InvalidArgumentError, ValidationError) as exc:
+        if not where:
+            raise
+        # Name the record: "Records[3]: PartitionKey must be ..." / "... at 'Records[3].Data'".
+        message = exc.message.replace("'Data'", f"'{where}.Data'").replace(
+            "'PartitionKey'", f"'{where}.PartitionKey'"
+        )
+        raise type(exc)(f"{where}: {message}") from None
+    size = len(data) + len(key_bytes)
+    if size > max_bytes:
+        raise InvalidArgumentError(
+            f"{where or 'Record'}: the record's Data and PartitionKey are {size} bytes, "
+            f"more than the limit of {max_bytes} bytes"
+        )
+    return hash_key, size, key, data
+
+
+def _limiter(broker: Broker) -> ShardWriteLimiter | None:
+    config = broker.config
+    if config.shard_write_records_per_s <= 0 and config.shard_write_bytes_per_s <= 0:
+        return None
+    limiter = broker.extras.get("write_limiter")
+    if not isinstance(limiter, ShardWriteLimiter):
+        limiter = broker.extras["write_limiter"] = ShardWriteLimiter(
+            config.shard_write_records_per_s, config.shard_write_bytes_per_s
+        )
+    return limiter
+
+
+def _throttled(broker: Broker, desc: StreamDescription, index: int) -> str:
+    return (
+        f"Rate exceeded for shard {shard_id(index)} in stream {desc.name} under account "
+        f"{broker.config.account}."
+    )
+
+
+async def _put(broker: Broker, name: str, records: list[_Routed]) -> list[tuple[int, int] | str]:
+    """Route, charge and append; per record ``(shard index, sequence)`` or a refusal message."""
+    desc = broker.log.describe(name)
+    route = router(broker, desc).shard_for_hash
+    limiter = _limiter(broker)
+    now = broker.log.now_ms() if limiter is not None else 0
+    shards: list[int] = []
+    refused: dict[int, str] = {}
+    for i, (hash_key, size, _key, _data) in enumerate(records):
+        index = route(hash_key)
+        shards.append(index)
+        if limiter is not None and not limiter.admit(desc.incarnation, index, size, now):
+            refused[i] = _throttled(broker, desc, index)
+    for attempt in range(2):
+        groups: dict[int, list[tuple[str, bytes]]] = {}
+        positions: list[int] = []
+        for i, (_hash, _size, key, data) in enumerate(records):
+            if i in refused:
+                positions.append(-1)
+                continue
+            bucket = groups.get(shards[i])
+            if bucket is None:
+                bucket = groups[shards[i]] = []
+            positions.append(len(bucket))
+            bucket.append((key, data))
+        if not groups:
+            return [refused[i] for i in range(len(records))]
+        try:
+            result = await broker.log.append(name, groups, incarnation=desc.incarnation)
+            break
+        except ShardClosedError:
+            if attempt:
+                raise
+            desc = broker.log.describe(name)
+            route = router(broker, desc).shard_for_hash
+            shards = [route(r[0]) for r in records]
+    out: list[tuple[int, int] | str] = []
+    bases = {
+        index: base(result.incarnation, index) + first
+        for index, (first, _n) in result.ranges.items()
+    }
+    for i, position in enumerate(positions):
+        if position < 0:
+            out.append(refused[i])
+        else:
+            out.append((shards[i], bases[shards[i]] + position))
+    return out
+
+
+@operation("PutRecord")
+async def put_record(broker: Broker, request: Request) -> Response:
+    name = f.required_stream(broker.config, request)
+    ordering = f.optional_str(request, "SequenceNumberForOrdering")
+    if ordering is not None:
+        decode(ordering)
+    record = _record(request, "", broker.config.max_record_bytes)
+    (outcome,) = await _put(broker, name, [record])
+    if isinstance(outcome, str):
+        raise ProvisionedThroughputExceededError(outcome)
+    index, sequence = outcome
+    return {"ShardId": shard_id(index), "SequenceNumber": str(sequence), "EncryptionType": "NONE"}
+
+
+@operation("PutRecords")
+async def put_records(broker: Broker, request: Request) -> Response:
+    name = f.required_stream(broker.config, request)
+    entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
+    max_record = broker.config.max_record_bytes
+    max_total = broker.config.max_request_records_bytes
+    records: list[_Routed] = []
+    total = 0
+    for i, entry in enumerate(entries):
+        record = _record(entry, f"Records[{i}]", max_record)
+        total += record[1]
+        if total > max_total:
+            raise InvalidArgumentError(
+                f"Records[{i}]: the request's records reach {total} bytes (data plus partition "
+                f"keys), more than the limit of {max_total} bytes per PutRecords request"
+            )
+        records.append(record)
+    outcomes = await _put(broker, name, records)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for outcome in outcomes:
+        if isinstance(outcome, str):
+            failed += 1
+            results.append(
+                {"ErrorCode": ProvisionedThroughputExceededError.wire_name, "ErrorMessage": outcome}
+            )
+        else:
+            results.append({"SequenceNumber": str(outcome[1]), "ShardId": shard_id(outcome[0])})
+    return {"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"}
