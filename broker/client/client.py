@@ -1,0 +1,372 @@
+"""``Client``: the broker's operations as async methods over one HTTP/2 connection.
+
+``await client.call("PutRecords", {...})`` sends ``POST /v1/PutRecords`` with a
+msgpack body and returns the decoded response map, or raises the error class
+named by the response's ``__type`` (``broker.errors``; an unknown name raises a
+``ShardlineError`` subclass carrying that name and the HTTP status). Each
+Kinesis operation also has a snake_case method whose keyword arguments map to
+the Kinesis field names (``stream_name`` -> ``StreamName``, ``stream_arn`` ->
+``StreamARN``); arguments left ``None`` are not sent.
+
+Calls are concurrent over one connection; a call that outlives its timeout
+(the client's ``timeout`` or the call's own) raises ``RequestTimeoutError``;
+a lost connection fails the calls in flight with ``ConnectionLostError`` (both
+retriable) and the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import msgpack
+import trio
+
+from .. import errors
+from ..errors import ShardlineError
+from ..protocol.codec import CONTENT_TYPE, encode_body
+from .transport import H2Transport, RequestTimeoutError
+
+Request = dict[str, Any]
+Response = dict[str, Any]
+
+_SPECIAL_FIELDS = {"stream_arn": "StreamARN", "consumer_arn": "ConsumerARN"}
+
+
+def kinesis_field(name: str) -> str:
+    """``stream_name`` -> ``StreamName`` (``stream_arn`` -> ``StreamARN``)."""
+    special = _SPECIAL_FIELDS.get(name)
+    if special is not None:
+        return special
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def kinesis_request(**fields: Any) -> Request:
+    """A request map from snake_case keyword arguments, leaving out ``None``."""
+    return {kinesis_field(name): value for name, value in fields.items() if value is not None}
+
+
+def _error_classes() -> dict[str, type[ShardlineError]]:
+    """Wire name -> the most general class of ``broker.errors`` with that name."""
+    found: dict[str, type[ShardlineError]] = {}
+    for value in vars(errors).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, ShardlineError)
+            and value is not ShardlineError
+        ):
+            current = found.get(value.wire_name)
+            if current is None or issubclass(current, value):
+                found[value.wire_name] = value
+    return found
+
+
+ERROR_CLASSES = _error_classes()
+_UNKNOWN: dict[tuple[str, int], type[ShardlineError]] = {}
+
+
+def error_class(wire_name: str, status: int) -> type[ShardlineError]:
+    """The class raised for an error body named ``wire_name``."""
+    known = ERROR_CLASSES.get(wire_name)
+    if known is not None:
+        return known
+    key = (wire_name, status)
+    if key not in _UNKNOWN:
+        _UNKNOWN[key] = type(
+            wire_name,
+            (ShardlineError,),
+            {"wire_name": wire_name, "http_status": status, "retriable": status >= 500},
+        )
+    return _UNKNOWN[key]
+
+
+def raise_for_response(status: int, body: bytes) -> Response:
+    """The decoded success map, or the named error raised."""
+    try:
+        value = msgpack.unpackb(body, raw=False) if body else {}
+    except (ValueError, msgpack.UnpackException):
+        value = None
+    if status == 200 and isinstance(value, dict):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("__type"), str):
+        message = value.get("message")
+        raise error_class(value["__type"], status)(message if isinstance(message, str) else "")
+    detail = body[:200].decode("utf-8", "replace")
+    raise error_class(
+        "InternalFailureException" if status >= 500 else "UnexpectedResponse", status
+    )(f"HTTP {status} with an undecodable body: {detail!r}")
+
+
+class Client:
+    """An async client of one broker; use as ``async with Client(endpoint) as client``."""
+
+    def __init__(
+        self,
+        endpoint: str = "http://127.0.0.1:4567",
+        *,
+        timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.ssl_context = ssl_context
+        self._stack: AsyncExitStack | None = None
+        self._transport: H2Transport | None = None
+        self._nursery: trio.Nursery | None = None
+
+    async def __aenter__(self) -> Client:
+        stack = AsyncExitStack()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        self._nursery = nursery
+        self._transport = H2Transport(self.endpoint, nursery, ssl_context=self.ssl_context)
+        stack.push_async_callback(self._transport.aclose)
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack, self._transport = self._stack, None, None
+        nursery, self._nursery = self._nursery, None
+        if stack is None or nursery is None:
+            return
+        if exc is None:
+            await stack.__aexit__(None, None, None)
+            return
+        # The body failed: close the connection and its reader without handing the
+        # body's error to the nursery, which would wrap it in an exception group;
+        # returning lets it propagate unchanged (a ShardlineError stays one).
+        nursery.cancel_scope.cancel()
+        await stack.__aexit__(None, None, None)
+
+    async def call(
+        self, operation: str, request: Request | None = None, *, timeout: float | None = None
+    ) -> Response:
+        """Run ``operation`` with ``request``; the response map or a named error."""
+        if self._transport is None:
+            raise RuntimeError("use the Client as `async with Client(...) as client`")
+        body = encode_body(request if request is not None else {})
+        limit = self.timeout if timeout is None else timeout
+        with trio.move_on_after(limit) as scope:
+            raw = await self._transport.request(f"/v1/{operation}", body, CONTENT_TYPE)
+        if scope.cancelled_caught:
+            raise RequestTimeoutError(f"{operation} got no answer within {limit} s")
+        return raise_for_response(raw.status, raw.body)
+
+    # -- the Kinesis operations ----------------------------------------------
+
+    async def create_stream(
+        self, stream_name: str, shard_count: int | None = None, **extra: Any
+    ) -> Response:
+        request = kinesis_request(stream_name=stream_name, shard_count=shard_count, **extra)
+        return await self.call("CreateStream", request)
+
+    async def delete_stream(
+        self,
+        stream_name: str | None = None,
+        *,
+        stream_arn: str | None = None,
+        enforce_consumer_deletion: bool | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            enforce_consumer_deletion=enforce_consumer_deletion,
+        )
+        return await self.call("DeleteStream", request)
+
+    async def describe_stream(
+        self,
+        stream_name: str | None = None,
+        *,
+        stream_arn: str | None = None,
+        limit: int | None = None,
+        exclusive_start_shard_id: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            limit=limit,
+            exclusive_start_shard_id=exclusive_start_shard_id,
+        )
+        return await self.call("DescribeStream", request)
+
+    async def describe_stream_summary(
+        self, stream_name: str | None = None, *, stream_arn: str | None = None
+    ) -> Response:
+        request = kinesis_request(stream_name=stream_name, stream_arn=stream_arn)
+        return await self.call("DescribeStreamSummary", request)
+
+    async def list_streams(
+        self,
+        *,
+        limit: int | None = None,
+        exclusive_start_stream_name: str | None = None,
+        next_token: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            limit=limit,
+            exclusive_start_stream_name=exclusive_start_stream_name,
+            next_token=next_token,
+        )
+        return await self.call("ListStreams", request)
+
+    async def list_shards(
+        self,
+        stream_name: str | None = None,
+        *,
+        stream_arn: str | None = None,
+        next_token: str | None = None,
+        exclusive_start_shard_id: str | None = None,
+        max_results: int | None = None,
+        stream_creation_timestamp: int | None = None,
+        shard_filter: dict[str, Any] | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            next_token=next_token,
+            exclusive_start_shard_id=exclusive_start_shard_id,
+            max_results=max_results,
+            stream_creation_timestamp=stream_creation_timestamp,
+            shard_filter=shard_filter,
+        )
+        return await self.call("ListShards", request)
+
+    async def put_record(
+        self,
+        stream_name: str | None,
+        data: bytes,
+        partition_key: str,
+        *,
+        stream_arn: str | None = None,
+        explicit_hash_key: str | None = None,
+        sequence_number_for_ordering: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            data=data,
+            partition_key=partition_key,
+            explicit_hash_key=explicit_hash_key,
+            sequence_number_for_ordering=sequence_number_for_ordering,
+        )
+        return await self.call("PutRecord", request)
+
+    async def put_records(
+        self,
+        stream_name: str | None,
+        records: list[dict[str, Any]],
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        """``records``: maps with Kinesis names (``Data``, ``PartitionKey``, ...)."""
+        request = kinesis_request(stream_name=stream_name, stream_arn=stream_arn, records=records)
+        return await self.call("PutRecords", request)
+
+    async def get_shard_iterator(
+        self,
+        stream_name: str | None,
+        shard_id: str,
+        shard_iterator_type: str,
+        *,
+        stream_arn: str | None = None,
+        starting_sequence_number: str | None = None,
+        timestamp: int | float | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            shard_id=shard_id,
+            shard_iterator_type=shard_iterator_type,
+            starting_sequence_number=starting_sequence_number,
+            timestamp=timestamp,
+        )
+        return await self.call("GetShardIterator", request)
+
+    async def get_records(
+        self, shard_iterator: str, *, limit: int | None = None, stream_arn: str | None = None
+    ) -> Response:
+        request = kinesis_request(shard_iterator=shard_iterator, limit=limit, stream_arn=stream_arn)
+        return await self.call("GetRecords", request)
+
+    async def split_shard(
+        self,
+        stream_name: str | None,
+        shard_to_split: str,
+        new_starting_hash_key: str,
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            shard_to_split=shard_to_split,
+            new_starting_hash_key=new_starting_hash_key,
+        )
+        return await self.call("SplitShard", request)
+
+    async def merge_shards(
+        self,
+        stream_name: str | None,
+        shard_to_merge: str,
+        adjacent_shard_to_merge: str,
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            shard_to_merge=shard_to_merge,
+            adjacent_shard_to_merge=adjacent_shard_to_merge,
+        )
+        return await self.call("MergeShards", request)
+
+    async def update_shard_count(
+        self,
+        stream_name: str | None,
+        target_shard_count: int,
+        scaling_type: str = "UNIFORM_SCALING",
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            target_shard_count=target_shard_count,
+            scaling_type=scaling_type,
+        )
+        return await self.call("UpdateShardCount", request)
+
+    async def increase_stream_retention_period(
+        self,
+        stream_name: str | None,
+        retention_period_hours: int,
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            retention_period_hours=retention_period_hours,
+        )
+        return await self.call("IncreaseStreamRetentionPeriod", request)
+
+    async def decrease_stream_retention_period(
+        self,
+        stream_name: str | None,
+        retention_period_hours: int,
+        *,
+        stream_arn: str | None = None,
+    ) -> Response:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            retention_period_hours=retention_period_hours,
+        )
+        return await self.call("DecreaseStreamRetentionPeriod", request)

@@ -1,0 +1,327 @@
+"""The client's HTTP/2 connection: concurrent requests over one socket.
+
+``H2Transport`` owns one connection at a time. Its reader task runs in the
+nursery the ``Client`` gives it; requests are sent from the callers' tasks.
+Writes go through one lock and take all of h2's pending output at once
+(coalesced). Outbound bodies obey the stream and connection windows (a caller
+parks on its stream's event until ``WindowUpdated``); response bodies are
+buffered per stream up to ``max_response_bytes`` and acknowledged as they are
+buffered. When the connection is lost every pending request fails with
+``ConnectionLostError`` (retriable) and the next request reconnects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+
+from ..errors import ShardlineError
+from ..protocol import h2_patch
+
+h2_patch.apply()
+
+MIB = 1 << 20
+STREAM_WINDOW = 16 * MIB
+CONNECTION_WINDOW = 64 * MIB
+MAX_FRAME_SIZE = 1 * MIB
+READ_SIZE = 256 * 1024
+
+
+class ConnectionLostError(ShardlineError):
+    """The connection to the broker closed or failed while a call was in flight."""
+
+    wire_name = "ConnectionLostException"
+    http_status = 0
+    retriable = True
+
+
+class RequestTimeoutError(ShardlineError):
+    wire_name = "RequestTimeoutException"
+    http_status = 0
+    retriable = True
+
+
+@dataclass
+class _Pending:
+    done: trio.Event = field(default_factory=trio.Event)
+    window_open: trio.Event = field(default_factory=trio.Event)
+    status: int = 0
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    error: ShardlineError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status: int
+    body: bytes
+
+
+class _Connection:
+    def __init__(self, stream: trio.abc.Stream, authority: str, scheme: str) -> None:
+        self.stream = stream
+        self.authority = authority.encode()
+        self.scheme = scheme.encode()
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            },
+        )
+        self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
+        self.send_lock = trio.Lock()
+        self.pending: dict[int, _Pending] = {}
+        self.slot_free = trio.Event()
+        self.alive = True
+        #: Set once the connection is lost or closed.
+        self.closed = trio.Event()
+
+    async def start(self) -> None:
+        self.h2.initiate_connection()
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65_535)
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self.send_lock:
+            data = self.h2.data_to_send()
+            if data:
+                await self.stream.send_all(data)
+
+    def fail_all(self, reason: str) -> None:
+        self.alive = False
+        self.closed.set()
+        for pending in self.pending.values():
+            if pending.error is None and not pending.done.is_set():
+                pending.error = ConnectionLostError(reason)
+            pending.done.set()
+            pending.window_open.set()
+        self.slot_free.set()
+
+    async def read_loop(self, max_response_bytes: int) -> None:
+        try:
+            while True:
+                data = await self.stream.receive_some(READ_SIZE)
+                if not data:
+                    self.fail_all("the broker closed the connection")
+                    return
+                events = self.h2.receive_data(data)
+                for event in events:
+                    self._on_event(event, max_response_bytes)
+                await self.flush()
+                if not self.alive:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.fail_all(f"the connection failed: {exc or type(exc).__name__}")
+        except h2.exceptions.ProtocolError as exc:
+            self.fail_all(f"HTTP/2 protocol error: {exc}")
+        finally:
+            self.alive = False
+            self.fail_all("the connection closed")
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    def _on_event(self, event: h2.events.Event, max_response_bytes: int) -> None:
+        if isinstance(event, h2.events.ResponseReceived):
+            pending = self.pending.get(event.stream_id)
+            if pending is not None:
+                for name, value in event.headers or ():
+                    if name == b":status":
+                        pending.status = int(value)
+        elif isinstance(event, h2.events.DataReceived):
+            length = event.flow_controlled_length or 0
+            if length:
+                self.h2.acknowledge_received_data(length, event.stream_id)
+            pending = self.pending.get(event.stream_id)
+            if pending is None or pending.done.is_set():
+                return
+            data = event.data or b""
+            pending.size += len(data)
+            if pending.size > max_response_bytes:
+                pending.error = ShardlineError(
+                    f"the response exceeds the client's limit of {max_response_bytes} bytes"
+                )
+                pending.chunks = []
+                pending.done.set()
+                self.h2.reset_stream(event.stream_id, ErrorCodes.CANCEL)
+            else:
+                pending.chunks.append(data)
+        elif isinstance(event, h2.events.StreamEnded):
+            self._finish(event.stream_id, None)
+        elif isinstance(event, h2.events.StreamReset):
+            self._finish(
+                event.stream_id,
+                ConnectionLostError(f"the broker reset the stream ({event.error_code!r})"),
+            )
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id and event.stream_id in self.pending:
+                self.pending[event.stream_id].window_open.set()
+            elif not event.stream_id:
+                for pending in self.pending.values():
+                    pending.window_open.set()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            for pending in self.pending.values():
+                pending.window_open.set()
+            self.slot_free.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.fail_all(f"the broker closed the connection (GOAWAY {event.error_code!r})")
+
+    def _finish(self, stream_id: int, error: ShardlineError | None) -> None:
+        pending = self.pending.get(stream_id)
+        if pending is not None and not pending.done.is_set():
+            pending.error = error
+            pending.done.set()
+            pending.window_open.set()
+
+    async def request(
+        self, path: str, body: bytes, content_type: str, method: str = "POST"
+    ) -> RawResponse:
+        while self.alive and (
+            self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
+        ):
+            self.slot_free = trio.Event()
+            await self.slot_free.wait()
+        if not self.alive:
+            raise ConnectionLostError("the connection to the broker is closed")
+        stream_id = self.h2.get_next_available_stream_id()
+        pending = _Pending()
+        self.pending[stream_id] = pending
+        try:
+            headers = [
+                (b":method", method.encode()),
+                (b":scheme", self.scheme),
+                (b":authority", self.authority),
+                (b":path", path.encode()),
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            self.h2.send_headers(stream_id, headers, end_stream=not body)
+            await self._send_body(stream_id, pending, body)
+            await pending.done.wait()
+        except BaseException:
+            if self.alive and not pending.done.is_set():
+                state = self.h2.streams.get(stream_id)
+                if state is not None and not state.closed:
+                    self.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+            raise
+        finally:
+            del self.pending[stream_id]
+            self.slot_free.set()
+        if pending.error is not None:
+            raise pending.error
+        return RawResponse(pending.status, b"".join(pending.chunks))
+
+    async def _send_body(self, stream_id: int, pending: _Pending, body: bytes) -> None:
+        view = memoryview(body)
+        sent = 0
+        while sent < len(body):
+            if pending.done.is_set() or not self.alive:
+                return
+            window = self.h2.local_flow_control_window(stream_id)
+            if window <= 0:
+                await self.flush()
+                pending.window_open = trio.Event()
+                if self.h2.local_flow_control_window(stream_id) <= 0:
+                    await pending.window_open.wait()
+                continue
+            end = min(len(body), sent + window)
+            while sent < end:
+                size = min(self.h2.max_outbound_frame_size, end - sent)
+                self.h2.send_data(
+                    stream_id, view[sent : sent + size], end_stream=sent + size == len(body)
+                )
+                sent += size
+        await self.flush()
+
+
+class H2Transport:
+    """One HTTP/2 connection to ``endpoint``, reopened on the next call after a loss."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        nursery: trio.Nursery,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = 64 * MIB,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint must be http://host:port or https://host:port: {endpoint}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.authority = parts.netloc
+        self.nursery = nursery
+        self.max_response_bytes = max_response_bytes
+        if parts.scheme == "https" and ssl_context is None:
+            ssl_context = ssl.create_default_context()
+            ssl_context.set_alpn_protocols(["h2"])
+        self.ssl_context = ssl_context if parts.scheme == "https" else None
+        self._connection: _Connection | None = None
+        self._connect_lock = trio.Lock()
+
+    async def _connected(self) -> _Connection:
+        async with self._connect_lock:
+            connection = self._connection
+            if connection is not None and connection.alive:
+                return connection
+            try:
+                stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
+                if self.ssl_context is not None:
+                    ssl_stream = trio.SSLStream(
+                        stream, self.ssl_context, server_hostname=self.host, https_compatible=True
+                    )
+                    await ssl_stream.do_handshake()
+                    stream = ssl_stream
+                connection = _Connection(stream, self.authority, self.scheme)
+                await connection.start()
+            except (OSError, trio.BrokenResourceError) as exc:
+                raise ConnectionLostError(
+                    f"cannot connect to {self.host}:{self.port}: {exc}"
+                ) from exc
+            self.nursery.start_soon(connection.read_loop, self.max_response_bytes)
+            self._connection = connection
+            return connection
+
+    async def request(
+        self, path: str, body: bytes, content_type: str, method: str = "POST"
+    ) -> RawResponse:
+        connection = await self._connected()
+        try:
+            return await connection.request(path, body, content_type, method)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            connection.fail_all("the connection failed while sending")
+            raise ConnectionLostError(f"the connection failed while sending: {exc}") from exc
+        except h2.exceptions.ProtocolError as exc:
+            raise ConnectionLostError(f"HTTP/2 error: {exc}") from exc
+
+    async def aclose(self) -> None:
+        connection = self._connection
+        self._connection = None
+        if connection is not None and connection.alive:
+            connection.alive = False
+            try:
+                connection.h2.close_connection()
+                await connection.flush()
+            except (
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                h2.exceptions.ProtocolError,
+            ):
+                pass
+            connection.fail_all("the client closed")
+            await trio.aclose_forcefully(connection.stream)

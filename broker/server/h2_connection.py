@@ -1,0 +1,404 @@
+"""One HTTP/2 connection: a read loop, one task per request, coalesced writes.
+
+Theory of operation. The connection's nursery owns everything it starts: the
+read loop (the connection's main task), an idle watchdog, and one task per
+request. h2 is a synchronous state machine, so tasks touch it freely between
+awaits; only the socket needs care:
+
+* **Writes** go through ``_flush``: under ``_send_lock`` it takes *all* of
+  h2's pending output (``data_to_send()``) and writes it with one
+  ``send_all``. Frames queued by several tasks while one write is in progress
+  leave in the next write, so writes are coalesced into large ones.
+* **Inbound flow control.** A request body is buffered per stream up to
+  ``max_body_bytes`` (past that: 413 ``ValidationException`` right away, the
+  rest discarded unread, the stream reset). Received data is acknowledged
+  (``acknowledge_received_data``) once it is buffered, while the bodies held
+  by the connection stay within ``body_budget`` bytes; beyond that the
+  acknowledgement waits until a request finishes and frees its body, so a
+  client that uploads faster than requests complete is held back by its
+  windows. Memory per connection is at most ``body_budget`` plus one
+  connection window.
+* **Outbound flow control.** A response body is sent in frames of at most
+  the peer's frame size while the stream's and the connection's windows
+  allow; with a window at zero the task parks on the stream's ``trio.Event``,
+  which ``WindowUpdated`` / ``RemoteSettingsChanged`` set. Nothing polls.
+* **Limits.** SETTINGS advertise the header-list size and the concurrent
+  streams; h2 refuses excess streams. A protocol violation makes h2 queue a
+  GOAWAY; we send it and close this connection only.
+* **Idle timeout.** With no request in flight for ``idle_timeout_s`` the
+  connection sends GOAWAY and closes.
+* **Graceful shutdown.** ``begin_shutdown`` writes a GOAWAY frame (built by
+  hand, since h2's ``close_connection`` would forbid answering the streams
+  still in flight), refuses newer streams, and closes once in-flight requests
+  are answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..config import BrokerConfig
+from ..operations import Broker
+from ..protocol import h2_patch
+from .metrics import ServerMetrics
+from .routing import RequestTooLargeError, Response, error_response, route
+
+h2_patch.apply()
+
+logger = logging.getLogger(__name__)
+
+KIB = 1024
+MIB = 1024 * KIB
+#: Largest DATA frame we accept (SETTINGS_MAX_FRAME_SIZE); h2's default is 16 KiB.
+MAX_FRAME_SIZE = 1 * MIB
+#: Initial window of every stream we receive on, and the connection's window.
+STREAM_WINDOW = 4 * MIB
+CONNECTION_WINDOW = 16 * MIB
+#: Largest read from the socket at once.
+READ_SIZE = 256 * KIB
+DEFAULT_H2_WINDOW = 65_535
+
+
+@dataclass
+class _Stream:
+    stream_id: int
+    method: str
+    path: str
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    #: Set once the request is answered early (413) or reset: data is discarded.
+    discarding: bool = False
+    reset: bool = False
+    #: A task answers this stream (it then owns the stream's bookkeeping).
+    started: bool = False
+    window_open: trio.Event = field(default_factory=trio.Event)
+
+
+class H2ServerConnection:
+    """Serves one HTTP/2 connection over ``stream`` until it closes."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        broker: Broker,
+        metrics: ServerMetrics,
+        *,
+        initial_data: bytes = b"",
+    ) -> None:
+        self.stream = stream
+        self.broker = broker
+        self.config: BrokerConfig = broker.config
+        self.metrics = metrics
+        self.initial_data = initial_data
+        self.body_budget = max(64 * MIB, 2 * self.config.max_body_bytes)
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
+        self.h2.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.config.max_concurrent_streams,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.config.max_header_bytes,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            },
+        )
+        self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
+        self.h2.decoder.max_header_list_size = self.config.max_header_bytes
+        self.streams: dict[int, _Stream] = {}
+        self.in_flight = 0
+        self.buffered = 0
+        self.deferred_acks: list[tuple[int, int]] = []
+        self.send_lock = trio.Lock()
+        self.last_activity = trio.current_time()
+        self.shutting_down = False
+        self.goaway_last_stream = 0
+        self.highest_stream = 0
+        self.nursery: trio.Nursery | None = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until the peer leaves, a protocol error, idle timeout or shutdown."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.h2.initiate_connection()
+                self.h2.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_H2_WINDOW)
+                await self._flush()
+                nursery.start_soon(self._watch_idle)
+                if not self.initial_data or await self._receive(self.initial_data):
+                    await self._read_loop()
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self._close_stream()
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            if not await self._receive(data):
+                return
+
+    async def _receive(self, data: bytes | bytearray) -> bool:
+        """Feed ``data`` to h2 and act on its events; False when the connection must end."""
+        self.metrics.bytes_in += len(data)
+        self.last_activity = trio.current_time()
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            logger.info("closing a connection after a protocol error: %s", exc)
+            await self._flush_quietly()  # h2 has queued the GOAWAY
+            return False
+        try:
+            for event in events:
+                self._on_event(event)
+        except h2.exceptions.ProtocolError as exc:
+            logger.info("closing a connection after a protocol error: %s", exc)
+            self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            await self._flush_quietly()
+            return False
+        await self._flush_quietly()
+        return self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED
+
+    def begin_shutdown(self) -> None:
+        """Stop taking new streams (GOAWAY); close once the in-flight ones are answered."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.goaway_last_stream = self.highest_stream
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.highest_stream
+        frame.error_code = ErrorCodes.NO_ERROR
+        if self.nursery is not None:
+            self.nursery.start_soon(self._write_raw, frame.serialize())
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self.shutting_down and self.in_flight == 0 and self.nursery is not None:
+            self.nursery.start_soon(self._goodbye)
+
+    async def _goodbye(self) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection(last_stream_id=self.goaway_last_stream or self.highest_stream)
+        await self._flush_quietly()
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+    async def _watch_idle(self) -> None:
+        timeout = self.config.idle_timeout_s
+        while True:
+            await trio.sleep_until(self.last_activity + timeout)
+            now = trio.current_time()
+            if self.in_flight == 0 and now >= self.last_activity + timeout:
+                logger.debug("closing a connection idle for %.1f s", timeout)
+                self.shutting_down = True
+                await self._goodbye()
+                return
+            if self.in_flight:
+                self.last_activity = now
+
+    # -- events -----------------------------------------------------------
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            self._on_data(event)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and not stream.discarding:
+                self._start_request(stream)
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.reset = True
+                stream.window_open.set()
+                self._release(stream)
+                if not stream.started:
+                    self._forget(stream)
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.window_open.set()
+            else:
+                self._wake_all()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._wake_all()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.shutting_down = True
+            self._close_if_done()
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        self.highest_stream = max(self.highest_stream, stream_id)
+        if self.shutting_down:
+            self.h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        headers = dict(event.headers or ())
+        method = bytes(headers.get(b":method", b"")).decode("latin-1")
+        path = bytes(headers.get(b":path", b"")).decode("latin-1")
+        stream = _Stream(stream_id, method, path)
+        self.streams[stream_id] = stream
+        self.in_flight += 1
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.config.max_body_bytes:
+            self._reject_too_large(stream)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        stream = self.streams.get(event.stream_id)
+        data = event.data or b""
+        length = event.flow_controlled_length or 0
+        if stream is None or stream.discarding:
+            self._ack(event.stream_id, length)
+            return
+        if stream.size + len(data) > self.config.max_body_bytes:
+            self._ack(event.stream_id, length)
+            self._reject_too_large(stream)
+            return
+        stream.chunks.append(data)
+        stream.size += len(data)
+        self.buffered += len(data)
+        if self.buffered <= self.body_budget:
+            self._ack(event.stream_id, length)
+        else:
+            self.deferred_acks.append((event.stream_id, length))
+
+    def _reject_too_large(self, stream: _Stream) -> None:
+        stream.discarding = True
+        self._release(stream)
+        error = RequestTooLargeError(
+            f"the request body exceeds the limit of {self.config.max_body_bytes} bytes"
+        )
+        self.metrics.count_request(stream.path.rsplit("/", 1)[-1], error.wire_name)
+        self._start_task(stream, error_response(error))
+
+    def _release(self, stream: _Stream) -> None:
+        """Free a stream's buffered body and send the acknowledgements it held back."""
+        self.buffered -= stream.size
+        stream.chunks = []
+        stream.size = 0
+        while self.deferred_acks and self.buffered <= self.body_budget:
+            stream_id, length = self.deferred_acks.pop(0)
+            self._ack(stream_id, length)
+
+    def _ack(self, stream_id: int, length: int) -> None:
+        if length:
+            self.h2.acknowledge_received_data(length, stream_id)
+
+    def _wake_all(self) -> None:
+        for stream in self.streams.values():
+            stream.window_open.set()
+
+    # -- requests ---------------------------------------------------------
+
+    def _start_request(self, stream: _Stream) -> None:
+        self._start_task(stream, None)
+
+    def _start_task(self, stream: _Stream, early: Response | None) -> None:
+        assert self.nursery is not None
+        stream.started = True
+        self.nursery.start_soon(self._handle, stream, early)
+
+    async def _handle(self, stream: _Stream, early: Response | None) -> None:
+        try:
+            if early is None:
+                body = b"".join(stream.chunks)
+                self._release(stream)
+                response = await route(self.broker, self.metrics, stream.method, stream.path, body)
+            else:
+                response = early
+            await self._respond(stream, response)
+        except (h2.exceptions.ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the stream or the connection went away: nobody to answer
+        except Exception:
+            logger.exception("answering stream %d failed", stream.stream_id)
+        finally:
+            self._release(stream)
+            self._forget(stream)
+
+    def _forget(self, stream: _Stream) -> None:
+        if self.streams.pop(stream.stream_id, None) is not None:
+            self.in_flight -= 1
+        self.last_activity = trio.current_time()
+        self._close_if_done()
+
+    async def _respond(self, stream: _Stream, response: Response) -> None:
+        if stream.reset:
+            return
+        stream_id = stream.stream_id
+        headers = [
+            (b":status", str(response.status).encode()),
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+        ]
+        body = response.body if stream.method != "HEAD" else b""
+        self.h2.send_headers(stream_id, headers, end_stream=not body)
+        view = memoryview(body)
+        sent = 0
+        while sent < len(body):
+            if stream.reset:
+                return
+            window = self.h2.local_flow_control_window(stream_id)
+            if window <= 0:
+                await self._flush()
+                stream.window_open = trio.Event()
+                if self.h2.local_flow_control_window(stream_id) <= 0:
+                    await stream.window_open.wait()
+                continue
+            frame_size = self.h2.max_outbound_frame_size
+            end = min(len(body), sent + window)
+            while sent < end:
+                size = min(frame_size, end - sent)
+                last = sent + size == len(body)
+                self.h2.send_data(stream_id, view[sent : sent + size], end_stream=last)
+                sent += size
+        if stream.discarding and not stream.reset:
+            # Answered before the whole body arrived: ask the client to stop sending.
+            state = self.h2.streams.get(stream_id)
+            if state is not None and not state.closed:
+                self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        await self._flush()
+
+    # -- the socket -------------------------------------------------------
+
+    async def _flush(self) -> None:
+        async with self.send_lock:
+            data = self.h2.data_to_send()
+            if data:
+                self.metrics.bytes_out += len(data)
+                await self.stream.send_all(data)
+
+    async def _flush_quietly(self) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._flush()
+
+    async def _write_raw(self, data: bytes) -> None:
+        try:
+            async with self.send_lock:
+                pending = self.h2.data_to_send() + data
+                self.metrics.bytes_out += len(pending)
+                await self.stream.send_all(pending)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _close_stream(self) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.stream.aclose()
