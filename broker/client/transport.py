@@ -86,6 +86,8 @@ class _Connection:
         self.send_lock = trio.Lock()
         self.pending: dict[int, _Pending] = {}
         self.slot_free = trio.Event()
+        #: Set when the read loop left output (acknowledgements) for ``write_loop``.
+        self.output_ready = trio.Event()
         self.alive = True
         #: Set once the connection is lost or closed.
         self.closed = trio.Event()
@@ -101,9 +103,24 @@ class _Connection:
             if data:
                 await self.stream.send_all(data)
 
+    async def write_loop(self) -> None:
+        """Send what the read loop queued, so that reading never waits on writing.
+
+        With both peers' read loops blocked in a write while each socket's
+        buffers are full, neither would read again (a write-write deadlock).
+        """
+        try:
+            while self.alive:
+                await self.output_ready.wait()
+                self.output_ready = trio.Event()
+                await self.flush()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.fail_all(f"the connection failed: {exc or type(exc).__name__}")
+
     def fail_all(self, reason: str) -> None:
         self.alive = False
         self.closed.set()
+        self.output_ready.set()
         for pending in self.pending.values():
             if pending.error is None and not pending.done.is_set():
                 pending.error = ConnectionLostError(reason)
@@ -121,7 +138,7 @@ class _Connection:
                 events = self.h2.receive_data(data)
                 for event in events:
                     self._on_event(event, max_response_bytes)
-                await self.flush()
+                self.output_ready.set()
                 if not self.alive:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -232,8 +249,12 @@ class _Connection:
                 return
             window = self.h2.local_flow_control_window(stream_id)
             if window <= 0:
-                await self.flush()
+                # A fresh event *before* the flush: a wake-up (window update, early
+                # answer, reset) that arrives during the flush must not be lost.
                 pending.window_open = trio.Event()
+                await self.flush()
+                if pending.done.is_set() or not self.alive:
+                    return
                 if self.h2.local_flow_control_window(stream_id) <= 0:
                     await pending.window_open.wait()
                 continue
@@ -294,6 +315,7 @@ class H2Transport:
                     f"cannot connect to {self.host}:{self.port}: {exc}"
                 ) from exc
             self.nursery.start_soon(connection.read_loop, self.max_response_bytes)
+            self.nursery.start_soon(connection.write_loop)
             self._connection = connection
             return connection
 

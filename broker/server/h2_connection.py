@@ -121,6 +121,8 @@ class H2ServerConnection:
         self.buffered = 0
         self.deferred_acks: list[tuple[int, int]] = []
         self.send_lock = trio.Lock()
+        #: Set when the read loop left output (acknowledgements, settings) to send.
+        self.output_ready = trio.Event()
         self.last_activity = trio.current_time()
         self.shutting_down = False
         self.goaway_last_stream = 0
@@ -138,6 +140,7 @@ class H2ServerConnection:
                 self.h2.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_H2_WINDOW)
                 await self._flush()
                 nursery.start_soon(self._watch_idle)
+                nursery.start_soon(self._write_loop)
                 if not self.initial_data or await self._receive(self.initial_data):
                     await self._read_loop()
                 nursery.cancel_scope.cancel()
@@ -174,7 +177,9 @@ class H2ServerConnection:
             self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
             await self._flush_quietly()
             return False
-        await self._flush_quietly()
+        # Never write from the read loop: with both peers blocked writing into
+        # full socket buffers, neither would read again (a write-write deadlock).
+        self.output_ready.set()
         return self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED
 
     def begin_shutdown(self) -> None:
@@ -358,8 +363,11 @@ class H2ServerConnection:
                 return
             window = self.h2.local_flow_control_window(stream_id)
             if window <= 0:
-                await self._flush()
+                # A fresh event *before* the flush, so a wake-up during it is not lost.
                 stream.window_open = trio.Event()
+                await self._flush()
+                if stream.reset:
+                    return
                 if self.h2.local_flow_control_window(stream_id) <= 0:
                     await stream.window_open.wait()
                 continue
@@ -385,6 +393,16 @@ class H2ServerConnection:
             if data:
                 self.metrics.bytes_out += len(data)
                 await self.stream.send_all(data)
+
+    async def _write_loop(self) -> None:
+        """Send what the read loop queued; ends with the connection's nursery."""
+        while True:
+            await self.output_ready.wait()
+            self.output_ready = trio.Event()
+            try:
+                await self._flush()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
