@@ -39,6 +39,9 @@ class BrokerConfig:
     #: Optional per-shard write limits (Kinesis: 1 MiB/s and 1,000 records/s); 0 = off.
     shard_write_bytes_per_s: int = 0
     shard_write_records_per_s: int = 0
+    #: Optional per-shard GetRecords limits (Kinesis: 5 calls/s and 2 MiB/s); 0 = off.
+    shard_read_calls_per_s: int = 0
+    shard_read_bytes_per_s: int = 0
     #: Server limits.
     max_connections: int = 1024
     max_concurrent_streams: int = 256

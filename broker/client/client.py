@@ -151,6 +151,14 @@ class Client:
         if self._transport is None:
             raise RuntimeError("use the Client as `async with Client(...) as client`")
         body = encode_body(request if request is not None else {})
+        return await self.call_encoded(operation, body, timeout=timeout)
+
+    async def call_encoded(
+        self, operation: str, body: bytes, *, timeout: float | None = None
+    ) -> Response:
+        """Like ``call`` with the request map already msgpack-encoded (``encode_body``)."""
+        if self._transport is None:
+            raise RuntimeError("use the Client as `async with Client(...) as client`")
         limit = self.timeout if timeout is None else timeout
         with trio.move_on_after(limit) as scope:
             raw = await self._transport.request(f"/v1/{operation}", body, CONTENT_TYPE)

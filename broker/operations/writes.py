@@ -24,6 +24,8 @@ retried subset can land after records that followed it (as in Kinesis).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
@@ -102,6 +104,115 @@ def _throttled(broker: Broker, desc: StreamDescription, index: int) -> str:
     )
 
 
+@dataclass(slots=True)
+class _Plain:
+    """A request's records routed in one pass: shard per record, groups per shard."""
+
+    hashes: list[int]
+    shards: list[int]
+    groups: dict[int, list[tuple[str, bytes]]]
+
+
+def _route_plain(
+    entries: list[Any], route: Callable[[int], int], max_record: int, max_total: int
+) -> _Plain | None:
+    """The common case in one tight loop: maps of bytes ``Data`` and a short str key.
+
+    None when any entry is anything else (or a limit is crossed): the caller then
+    validates record by record with ``_record``, which names the offending one.
+    """
+    md5 = hashlib.md5
+    from_bytes = int.from_bytes
+    hashes: list[int] = []
+    shards: list[int] = []
+    groups: dict[int, list[tuple[str, bytes]]] = {}
+    total = 0
+    try:
+        for entry in entries:
+            if type(entry) is not dict:
+                return None
+            data = entry["Data"]
+            key = entry["PartitionKey"]
+            if (
+                type(data) is not bytes
+                or type(key) is not str
+                or not 0 < len(key) <= MAX_PARTITION_KEY_CHARS
+                or (len(entry) != 2 and entry.get("ExplicitHashKey") is not None)
+            ):
+                return None
+            key_bytes = key.encode("utf-8")
+            size = len(data) + len(key_bytes)
+            if size > max_record:
+                return None
+            total += size
+            hash_key = from_bytes(md5(key_bytes).digest(), "big")
+            hashes.append(hash_key)
+            index = route(hash_key)
+            shards.append(index)
+            bucket = groups.get(index)
+            if bucket is None:
+                bucket = groups[index] = []
+            bucket.append((key, data))
+    except (KeyError, UnicodeEncodeError):
+        return None
+    if total > max_total:
+        return None
+    return _Plain(hashes, shards, groups)
+
+
+def _regroup(plain: _Plain, entries: list[Any], route: Callable[[int], int]) -> None:
+    """Route ``plain`` again with another shard map (a reshard raced the append)."""
+    plain.shards = [route(h) for h in plain.hashes]
+    plain.groups = {}
+    for index, entry in zip(plain.shards, entries, strict=True):
+        plain.groups.setdefault(index, []).append((entry["PartitionKey"], entry["Data"]))
+
+
+async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Response | None:
+    """PutRecords with no write limits for plain records; None to take the general path."""
+    config = broker.config
+    desc = broker.log.describe(name)
+    plain = _route_plain(
+        entries,
+        router(broker, desc).shard_for_hash,
+        config.max_record_bytes,
+        config.max_request_records_bytes,
+    )
+    if plain is None:
+        return None
+    for attempt in range(2):
+        try:
+            result = await broker.log.append(name, plain.groups, incarnation=desc.incarnation)
+            break
+        except ShardClosedError:
+            if attempt:
+                raise
+            desc = broker.log.describe(name)
+            _regroup(plain, entries, router(broker, desc).shard_for_hash)
+    following = {
+        index: base(result.incarnation, index) + first
+        for index, (first, _n) in result.ranges.items()
+    }
+    ids = _shard_ids(plain.shards)
+    records: list[dict[str, str]] = []
+    add = records.append
+    for index in plain.shards:
+        sequence = following[index]
+        following[index] = sequence + 1
+        add({"SequenceNumber": str(sequence), "ShardId": ids[index]})
+    return {"FailedRecordCount": 0, "Records": records, "EncryptionType": "NONE"}
+
+
+_SHARD_IDS: dict[int, str] = {}
+
+
+def _shard_ids(shards: list[int]) -> dict[int, str]:
+    """``shard_id`` of each index in ``shards``, formatted once per process."""
+    for index in set(shards) - _SHARD_IDS.keys():
+        _SHARD_IDS[index] = shard_id(index)
+    return _SHARD_IDS
+
+
 async def _put(broker: Broker, name: str, records: list[_Routed]) -> list[tuple[int, int] | str]:
     """Route, charge and append; per record ``(shard index, sequence)`` or a refusal message."""
     desc = broker.log.describe(name)
@@ -171,6 +282,10 @@ async def put_records(broker: Broker, request: Request) -> Response:
     entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
     max_record = broker.config.max_record_bytes
     max_total = broker.config.max_request_records_bytes
+    if _limiter(broker) is None:
+        fast = await _put_plain(broker, name, entries)
+        if fast is not None:
+            return fast
     records: list[_Routed] = []
     total = 0
     for i, entry in enumerate(entries):

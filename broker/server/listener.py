@@ -53,6 +53,7 @@ class Server:
         self.config = broker.config
         self.ssl_context = ssl_context
         self.metrics = metrics if metrics is not None else ServerMetrics()
+        self.metrics.attach_log(broker.log)
         self.connections: set[H2ServerConnection] = set()
         self._accepting = trio.CancelScope()
         self._stopping = False

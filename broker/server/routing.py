@@ -11,6 +11,7 @@ one) calls ``route`` with a complete body.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from ..errors import InternalFailureError, ShardlineError
@@ -90,6 +91,7 @@ async def _operation(
     if method != "POST":
         metrics.count_request(name, MethodNotAllowedError.wire_name)
         return error_response(MethodNotAllowedError(f"operations answer POST only, not {method}"))
+    started = time.perf_counter()
     try:
         request = decode_body(body)
         result = await dispatch(broker, name, request)
@@ -102,7 +104,7 @@ async def _operation(
         failure = InternalFailureError(f"{name} failed unexpectedly")
         metrics.count_request(name, failure.wire_name)
         return error_response(failure)
-    metrics.count_request(name, "ok")
+    metrics.count_success(name, time.perf_counter() - started, len(body), result, len(payload))
     return Response(200, CONTENT_TYPE, payload)
 
 
