@@ -76,20 +76,30 @@ class Column:
 
 @dataclass(frozen=True, slots=True)
 class Goal:
-    """A target from the issue, checked against a measured figure (None: not measured)."""
+    """A target from the issue, checked against a measured figure (None: not measured).
+
+    The measured figure must reach the target, or stay at or under it when
+    ``at_most`` (latencies).
+    """
 
     description: str
     target: float
     measured: float | None
+    at_most: bool = False
 
     @property
     def met(self) -> bool | None:
-        return None if self.measured is None else self.measured >= self.target
+        if self.measured is None:
+            return None
+        if self.at_most:
+            return self.measured <= self.target
+        return self.measured >= self.target
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "target": self.target,
+            "at_most": self.at_most,
             "measured": self.measured,
             "met": self.met,
         }

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import log_append, log_read
+from . import ingest, log_append, log_read, poll_read
 
 SCENARIOS: dict[str, Scenario] = {
-    scenario.name: scenario for scenario in (log_append.SCENARIO, log_read.SCENARIO)
+    scenario.name: scenario
+    for scenario in (
+        log_append.SCENARIO,
+        log_read.SCENARIO,
+        ingest.SCENARIO,
+        poll_read.SCENARIO,
+    )
 }
