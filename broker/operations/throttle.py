@@ -36,19 +36,22 @@ class _Bucket:
     at_ms: int
 
 
-class ShardWriteLimiter:
-    """Admits or refuses one record at a time against its shard's buckets."""
+class _ShardBuckets:
+    """Two token buckets per shard: a count (records or calls) and bytes, per second.
 
-    __slots__ = ("_buckets", "bytes_per_s", "records_per_s")
+    Each holds one second's worth and refills continuously; 0 turns one off.
+    """
 
-    def __init__(self, records_per_s: int, bytes_per_s: int) -> None:
-        self.records_per_s = records_per_s
+    __slots__ = ("_buckets", "bytes_per_s", "count_per_s")
+
+    def __init__(self, count_per_s: int, bytes_per_s: int) -> None:
+        self.count_per_s = count_per_s
         self.bytes_per_s = bytes_per_s
         self._buckets: dict[tuple[int, int], _Bucket] = {}
 
     @property
     def enabled(self) -> bool:
-        return self.records_per_s > 0 or self.bytes_per_s > 0
+        return self.count_per_s > 0 or self.bytes_per_s > 0
 
     def _bucket(self, key: tuple[int, int], now_ms: int) -> _Bucket:
         bucket = self._buckets.get(key)
@@ -56,21 +59,34 @@ class ShardWriteLimiter:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._buckets.clear()
             bucket = self._buckets[key] = _Bucket(
-                float(self.records_per_s), float(self.bytes_per_s), now_ms
+                float(self.count_per_s), float(self.bytes_per_s), now_ms
             )
         elif now_ms > bucket.at_ms:
             elapsed = (now_ms - bucket.at_ms) / 1000.0
             bucket.records = min(
-                float(self.records_per_s), bucket.records + elapsed * self.records_per_s
+                float(self.count_per_s), bucket.records + elapsed * self.count_per_s
             )
             bucket.nbytes = min(float(self.bytes_per_s), bucket.nbytes + elapsed * self.bytes_per_s)
             bucket.at_ms = now_ms
         return bucket
 
+
+class ShardWriteLimiter(_ShardBuckets):
+    """Admits or refuses one record at a time against its shard's buckets."""
+
+    __slots__ = ()
+
+    def __init__(self, records_per_s: int, bytes_per_s: int) -> None:
+        super().__init__(records_per_s, bytes_per_s)
+
+    @property
+    def records_per_s(self) -> int:
+        return self.count_per_s
+
     def admit(self, incarnation: int, shard_index: int, nbytes: int, now_ms: int) -> bool:
         """Take one record of ``nbytes`` from the shard's buckets; False if either is short."""
         bucket = self._bucket((incarnation, shard_index), now_ms)
-        if self.records_per_s > 0 and bucket.records < 1.0:
+        if self.count_per_s > 0 and bucket.records < 1.0:
             return False
         if self.bytes_per_s > 0 and bucket.nbytes < nbytes:
             return False
@@ -79,7 +95,7 @@ class ShardWriteLimiter:
         return True
 
 
-class ShardReadLimiter:
+class ShardReadLimiter(_ShardBuckets):
     """Per-shard GetRecords limits: calls per second and bytes per second, two token buckets.
 
     Kinesis allows each shard 5 GetRecords calls/s and 2 MiB/s of reads. A call
@@ -92,38 +108,19 @@ class ShardReadLimiter:
     one second's worth. 0 turns a limit off. Pure: ``now_ms`` is passed in.
     """
 
-    __slots__ = ("_buckets", "bytes_per_s", "calls_per_s")
+    __slots__ = ()
 
     def __init__(self, calls_per_s: int, bytes_per_s: int) -> None:
-        self.calls_per_s = calls_per_s
-        self.bytes_per_s = bytes_per_s
-        self._buckets: dict[tuple[int, int], _Bucket] = {}
+        super().__init__(calls_per_s, bytes_per_s)
 
     @property
-    def enabled(self) -> bool:
-        return self.calls_per_s > 0 or self.bytes_per_s > 0
-
-    def _bucket(self, key: tuple[int, int], now_ms: int) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= MAX_BUCKETS:
-                self._buckets.clear()
-            bucket = self._buckets[key] = _Bucket(
-                float(self.calls_per_s), float(self.bytes_per_s), now_ms
-            )
-        elif now_ms > bucket.at_ms:
-            elapsed = (now_ms - bucket.at_ms) / 1000.0
-            bucket.records = min(
-                float(self.calls_per_s), bucket.records + elapsed * self.calls_per_s
-            )
-            bucket.nbytes = min(float(self.bytes_per_s), bucket.nbytes + elapsed * self.bytes_per_s)
-            bucket.at_ms = now_ms
-        return bucket
+    def calls_per_s(self) -> int:
+        return self.count_per_s
 
     def admit(self, incarnation: int, shard_index: int, now_ms: int) -> bool:
         """Take one call from the shard's bucket; False if it is empty or the bytes are in debt."""
         bucket = self._bucket((incarnation, shard_index), now_ms)
-        if self.calls_per_s > 0 and bucket.records < 1.0:
+        if self.count_per_s > 0 and bucket.records < 1.0:
             return False
         if self.bytes_per_s > 0 and bucket.nbytes <= 0.0:
             return False
