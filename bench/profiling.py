@@ -82,8 +82,12 @@ def _function(frame: str) -> str:
     return f"{match['name']} ({match['file']})"
 
 
-def summarize_collapsed(text: str, limit: int = 15) -> str:
-    """Top functions of a collapsed-stacks recording, by self and by inclusive samples."""
+def summarize_collapsed(text: str, limit: int = 15, process: str | None = None) -> str:
+    """Top functions of a collapsed-stacks recording, by self and by inclusive samples.
+
+    ``process``: only stacks whose process line (``py-spy --subprocesses``)
+    contains this text, e.g. ``"broker.cli serve"`` for the server alone.
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
@@ -91,9 +95,13 @@ def summarize_collapsed(text: str, limit: int = 15) -> str:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        if process is not None and process not in stack.split(";thread ")[0]:
+            continue
         samples = int(count)
         total += samples
-        frames = [_function(f) for f in stack.split(";") if not f.startswith("thread ")]
+        frames = [
+            _function(f) for f in stack.split(";") if not f.startswith(("thread ", "process "))
+        ]
         if not frames:
             continue
         own[frames[-1]] += samples
@@ -113,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="summarize a py-spy raw (collapsed) recording")
     parser.add_argument("file")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--process", help="only this process's stacks (text in its command)")
     args = parser.parse_args(argv)
-    print(summarize_collapsed(Path(args.file).read_text(), args.top))
+    print(summarize_collapsed(Path(args.file).read_text(), args.top, args.process))
     return 0
 
 

@@ -86,6 +86,26 @@ class ValidationError(ShardlineError):
     http_status = 400
 
 
+class RequestTooLargeError(ValidationError):
+    """The request body is larger than the server's ``max_body_bytes``; the rest is not read."""
+
+    http_status = 413
+
+
+class NotFoundError(ShardlineError):
+    """No resource at this HTTP path."""
+
+    wire_name = "NotFoundException"
+    http_status = 404
+
+
+class MethodNotAllowedError(ShardlineError):
+    """The path exists, but not for this HTTP method."""
+
+    wire_name = "MethodNotAllowedException"
+    http_status = 405
+
+
 class LimitExceededError(ShardlineError):
     wire_name = "LimitExceededException"
     http_status = 400

@@ -18,6 +18,9 @@ EXPECTED = {
     "CorruptBatchError": ("InternalFailureException", 500, False),
     "DataDirectoryLockedError": ("ResourceInUseException", 400, False),
     "SerializationError": ("SerializationException", 400, False),
+    "RequestTooLargeError": ("ValidationException", 413, False),
+    "NotFoundError": ("NotFoundException", 404, False),
+    "MethodNotAllowedError": ("MethodNotAllowedException", 405, False),
     "UnknownOperationError": ("UnknownOperationException", 400, False),
     "ResourceNotFoundError": ("ResourceNotFoundException", 400, False),
     "ResourceInUseError": ("ResourceInUseException", 400, False),
@@ -75,10 +78,15 @@ def test_is_catchable_as_shardline_error(name: str) -> None:
     assert info.value.to_body()["__type"] == cls.wire_name
 
 
+#: Errors of the HTTP edge (a path, a method, a body size), not of an operation.
+HTTP_LEVEL = {"NotFoundError": 404, "MethodNotAllowedError": 405, "RequestTooLargeError": 413}
+
+
 def test_status_500_only_for_internal_failures() -> None:
     for name, cls in _error_classes().items():
         internal = issubclass(cls, errors.InternalFailureError) or cls is ShardlineError
-        assert cls.http_status == (500 if internal else 400), name
+        expected = 500 if internal else HTTP_LEVEL.get(name, 400)
+        assert cls.http_status == expected, name
         assert cls.wire_name.endswith("Exception"), name
 
 

@@ -49,10 +49,11 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..config import BrokerConfig
+from ..errors import RequestTooLargeError
 from ..operations import Broker
 from ..protocol import h2_patch
 from .metrics import ServerMetrics
-from .routing import RequestTooLargeError, Response, error_response, route
+from .routing import Response, error_response, route
 
 h2_patch.apply()
 

@@ -14,7 +14,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ..errors import InternalFailureError, ShardlineError
+from ..errors import (
+    InternalFailureError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ShardlineError,
+)
 from ..operations import Broker, dispatch
 from ..protocol.codec import CONTENT_TYPE, decode_body, encode_body, error_body
 from . import metrics as metrics_module
@@ -23,25 +28,6 @@ from .metrics import ServerMetrics
 logger = logging.getLogger(__name__)
 
 OPERATION_PREFIX = "/v1/"
-
-
-class NotFoundError(ShardlineError):
-    """No resource at this path."""
-
-    wire_name = "NotFoundException"
-    http_status = 404
-
-
-class MethodNotAllowedError(ShardlineError):
-    wire_name = "MethodNotAllowedException"
-    http_status = 405
-
-
-class RequestTooLargeError(ShardlineError):
-    """The request body is larger than ``max_body_bytes``; the rest is not read."""
-
-    wire_name = "ValidationException"
-    http_status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +95,6 @@ async def _operation(
 
 
 __all__ = [
-    "MethodNotAllowedError",
-    "NotFoundError",
-    "RequestTooLargeError",
     "Response",
     "error_response",
     "operation_name",
