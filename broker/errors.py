@@ -92,6 +92,12 @@ class RequestTooLargeError(ValidationError):
     http_status = 413
 
 
+class HeaderListTooLargeError(ValidationError):
+    """The request's header list is over ``max_header_bytes`` (RFC 9113 §10.5.1: 431)."""
+
+    http_status = 431
+
+
 class NotFoundError(ShardlineError):
     """No resource at this HTTP path."""
 

@@ -19,6 +19,7 @@ EXPECTED = {
     "DataDirectoryLockedError": ("ResourceInUseException", 400, False),
     "SerializationError": ("SerializationException", 400, False),
     "RequestTooLargeError": ("ValidationException", 413, False),
+    "HeaderListTooLargeError": ("ValidationException", 431, False),
     "NotFoundError": ("NotFoundException", 404, False),
     "MethodNotAllowedError": ("MethodNotAllowedException", 405, False),
     "UnknownOperationError": ("UnknownOperationException", 400, False),
@@ -79,7 +80,12 @@ def test_is_catchable_as_shardline_error(name: str) -> None:
 
 
 #: Errors of the HTTP edge (a path, a method, a body size), not of an operation.
-HTTP_LEVEL = {"NotFoundError": 404, "MethodNotAllowedError": 405, "RequestTooLargeError": 413}
+HTTP_LEVEL = {
+    "NotFoundError": 404,
+    "MethodNotAllowedError": 405,
+    "RequestTooLargeError": 413,
+    "HeaderListTooLargeError": 431,
+}
 
 
 def test_status_500_only_for_internal_failures() -> None:

@@ -23,8 +23,14 @@ awaits; only the socket needs care:
   allow; with a window at zero the task parks on the stream's ``trio.Event``,
   which ``WindowUpdated`` / ``RemoteSettingsChanged`` set. Nothing polls.
 * **Limits.** SETTINGS advertise the header-list size and the concurrent
-  streams; h2 refuses excess streams. A protocol violation makes h2 queue a
-  GOAWAY; we send it and close this connection only.
+  streams; h2 refuses excess streams. A request whose header list (RFC 9113
+  size: name + value + 32 octets per field) exceeds ``max_header_bytes`` is
+  answered 431 ``ValidationException`` (RFC 9113 section 10.5.1) and its body
+  discarded; the connection stays. The HPACK decoder itself stops at
+  ``HEADER_DECODE_FACTOR`` times the limit: past that the block cannot be
+  decoded to its end, so the connection's compression state is lost and h2
+  ends the connection with GOAWAY ``ENHANCE_YOUR_CALM``. A protocol violation
+  makes h2 queue a GOAWAY; we send it and close this connection only.
 * **Idle timeout.** With no request in flight for ``idle_timeout_s`` the
   connection sends GOAWAY and closes.
 * **Graceful shutdown.** ``begin_shutdown`` writes a GOAWAY frame (built by
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import h2.config
@@ -49,7 +56,7 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..config import BrokerConfig
-from ..errors import RequestTooLargeError
+from ..errors import HeaderListTooLargeError, RequestTooLargeError, ShardlineError
 from ..operations import Broker
 from ..protocol import h2_patch
 from .metrics import ServerMetrics
@@ -69,6 +76,15 @@ CONNECTION_WINDOW = 16 * MIB
 #: Largest read from the socket at once.
 READ_SIZE = 256 * KIB
 DEFAULT_H2_WINDOW = 65_535
+#: The HPACK decoder decodes header lists up to this many times ``max_header_bytes``
+#: (so that a list over the limit can be answered 431 with the connection kept);
+#: past it decoding stops, which costs the connection (HPACK bomb protection).
+HEADER_DECODE_FACTOR = 4
+
+
+def header_list_size(headers: Iterable[tuple[bytes | str, bytes | str]]) -> int:
+    """The size SETTINGS_MAX_HEADER_LIST_SIZE limits: name + value octets + 32 per field."""
+    return sum(32 + len(name) + len(value) for name, value in headers)
 
 
 @dataclass
@@ -116,7 +132,9 @@ class H2ServerConnection:
             },
         )
         self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
-        self.h2.decoder.max_header_list_size = self.config.max_header_bytes
+        # h2 only touches the decoder's limit when the advertised value changes,
+        # which it never does after this.
+        self.h2.decoder.max_header_list_size = HEADER_DECODE_FACTOR * self.config.max_header_bytes
         self.streams: dict[int, _Stream] = {}
         self.in_flight = 0
         self.buffered = 0
@@ -264,6 +282,14 @@ class H2ServerConnection:
         stream = _Stream(stream_id, method, path)
         self.streams[stream_id] = stream
         self.in_flight += 1
+        size = header_list_size(event.headers or ())
+        if size > self.config.max_header_bytes:
+            error = HeaderListTooLargeError(
+                f"the request's header list is {size} bytes, over the limit of "
+                f"{self.config.max_header_bytes} (SETTINGS_MAX_HEADER_LIST_SIZE)"
+            )
+            self._answer_early(stream, error)
+            return
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.config.max_body_bytes:
             self._reject_too_large(stream)
@@ -288,11 +314,15 @@ class H2ServerConnection:
             self.deferred_acks.append((event.stream_id, length))
 
     def _reject_too_large(self, stream: _Stream) -> None:
-        stream.discarding = True
-        self._release(stream)
         error = RequestTooLargeError(
             f"the request body exceeds the limit of {self.config.max_body_bytes} bytes"
         )
+        self._answer_early(stream, error)
+
+    def _answer_early(self, stream: _Stream, error: ShardlineError) -> None:
+        """Answer ``error`` now; the body (if any) is discarded unread."""
+        stream.discarding = True
+        self._release(stream)
         self.metrics.count_request(stream.path.rsplit("/", 1)[-1], error.wire_name)
         self._start_task(stream, error_response(error))
 
