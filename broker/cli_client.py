@@ -1,8 +1,10 @@
 """The client commands of ``shardline``: ``streams ...``, ``put`` and ``get``.
 
-Each command is one async function over a ``Client``; output is a table for
-people, or JSON lines with ``--json`` (``put`` and ``get`` always speak JSON
-lines on stdout; summaries go to stderr).
+Each command is one async function over a ``Client`` and its typed results;
+output is a table for people, or JSON lines with ``--json`` (``put`` and
+``get`` always speak JSON lines on stdout; summaries go to stderr). The JSON
+keeps Kinesis' field names; ``streams describe --json`` prints the wire maps
+as the broker sent them, so it reads them with ``Client.call``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
-from .client import Client
+from .client import Client, Shard
 from .errors import InvalidArgumentError
 
 #: PutRecords limits: records per request, and bytes of data plus keys per request.
@@ -49,20 +51,18 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 async def _create(client: Client, args: argparse.Namespace) -> int:
-    await client.call("CreateStream", {"StreamName": args.name, "ShardCount": args.shards})
+    await client.create_stream(args.name, args.shards)
     print(f"created {args.name} with {args.shards} shard(s)")
     return 0
 
 
 async def _list(client: Client, args: argparse.Namespace) -> int:
     names: list[str] = []
-    request: dict[str, Any] = {}
     while True:
-        page = await client.call("ListStreams", request)
-        names.extend(page.get("StreamNames", []))
-        if not page.get("HasMoreStreams") or not names:
+        page = await client.list_streams(exclusive_start_stream_name=names[-1] if names else None)
+        names.extend(page.stream_names)
+        if not page.has_more_streams or not names:
             break
-        request = {"ExclusiveStartStreamName": names[-1]}
     if args.json:
         print(json.dumps({"StreamNames": names}))
     else:
@@ -70,7 +70,17 @@ async def _list(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _all_shards(client: Client, stream: str) -> list[dict[str, Any]]:
+async def _all_shards(client: Client, stream: str) -> list[Shard]:
+    page = await client.list_shards(stream)
+    shards = list(page.shards)
+    while page.next_token:
+        page = await client.list_shards(next_token=page.next_token)
+        shards.extend(page.shards)
+    return shards
+
+
+async def _all_shard_maps(client: Client, stream: str) -> list[dict[str, Any]]:
+    """Like ``_all_shards``, as the wire maps."""
     shards: list[dict[str, Any]] = []
     request: dict[str, Any] = {"StreamName": stream}
     while True:
@@ -83,28 +93,25 @@ async def _all_shards(client: Client, stream: str) -> list[dict[str, Any]]:
 
 
 async def _describe(client: Client, args: argparse.Namespace) -> int:
-    summary = await client.call("DescribeStreamSummary", {"StreamName": args.name})
-    shards = await _all_shards(client, args.name)
     if args.json:
-        print(json.dumps({**summary, "Shards": shards}))
+        summary = await client.call("DescribeStreamSummary", {"StreamName": args.name})
+        print(json.dumps({**summary, "Shards": await _all_shard_maps(client, args.name)}))
         return 0
-    desc = summary.get("StreamDescriptionSummary", {})
+    desc = await client.describe_stream_summary(args.name)
+    shards = await _all_shards(client, args.name)
     print(
-        f"{desc.get('StreamName')}  {desc.get('StreamStatus')}  "
-        f"retention {desc.get('RetentionPeriodHours')} h  {desc.get('StreamARN')}"
+        f"{desc.stream_name}  {desc.stream_status}  "
+        f"retention {desc.retention_period_hours} h  {desc.stream_arn}"
     )
     rows = []
     for shard in shards:
-        span = shard.get("SequenceNumberRange", {})
-        parents = ",".join(
-            p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p
-        )
+        parents = ",".join(p for p in (shard.parent_shard_id, shard.adjacent_parent_shard_id) if p)
         rows.append(
             [
-                shard["ShardId"],
-                "closed" if span.get("EndingSequenceNumber") else "open",
-                shard["HashKeyRange"]["StartingHashKey"],
-                shard["HashKeyRange"]["EndingHashKey"],
+                shard.shard_id,
+                "open" if shard.is_open else "closed",
+                shard.hash_key_range.starting_hash_key,
+                shard.hash_key_range.ending_hash_key,
                 parents or "-",
             ]
         )
@@ -113,62 +120,35 @@ async def _describe(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _delete(client: Client, args: argparse.Namespace) -> int:
-    await client.call(
-        "DeleteStream", {"StreamName": args.name, "EnforceConsumerDeletion": args.force}
-    )
+    await client.delete_stream(args.name, enforce_consumer_deletion=args.force)
     print(f"deleted {args.name}")
     return 0
 
 
 async def _split(client: Client, args: argparse.Namespace) -> int:
-    await client.call(
-        "SplitShard",
-        {
-            "StreamName": args.name,
-            "ShardToSplit": args.shard,
-            "NewStartingHashKey": args.hash_key,
-        },
-    )
+    await client.split_shard(args.name, args.shard, args.hash_key)
     print(f"split {args.shard} of {args.name} at {args.hash_key}")
     return 0
 
 
 async def _merge(client: Client, args: argparse.Namespace) -> int:
-    await client.call(
-        "MergeShards",
-        {
-            "StreamName": args.name,
-            "ShardToMerge": args.shard,
-            "AdjacentShardToMerge": args.adjacent,
-        },
-    )
+    await client.merge_shards(args.name, args.shard, args.adjacent)
     print(f"merged {args.shard} and {args.adjacent} of {args.name}")
     return 0
 
 
 async def _scale(client: Client, args: argparse.Namespace) -> int:
-    await client.call(
-        "UpdateShardCount",
-        {
-            "StreamName": args.name,
-            "TargetShardCount": args.shards,
-            "ScalingType": "UNIFORM_SCALING",
-        },
-    )
+    await client.update_shard_count(args.name, args.shards)
     print(f"scaled {args.name} to {args.shards} open shard(s)")
     return 0
 
 
 async def _retention(client: Client, args: argparse.Namespace) -> int:
-    summary = await client.call("DescribeStreamSummary", {"StreamName": args.name})
-    current = summary["StreamDescriptionSummary"]["RetentionPeriodHours"]
-    if args.hours != current:
-        operation = (
-            "IncreaseStreamRetentionPeriod"
-            if args.hours > current
-            else "DecreaseStreamRetentionPeriod"
-        )
-        await client.call(operation, {"StreamName": args.name, "RetentionPeriodHours": args.hours})
+    current = (await client.describe_stream_summary(args.name)).retention_period_hours
+    if args.hours > current:
+        await client.increase_stream_retention_period(args.name, args.hours)
+    elif args.hours < current:
+        await client.decrease_stream_retention_period(args.name, args.hours)
     print(f"retention of {args.name}: {args.hours} h")
     return 0
 
@@ -229,14 +209,15 @@ def _batches(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]
 async def put(client: Client, args: argparse.Namespace, lines: TextIO, out: TextIO) -> int:
     put_count = failed = 0
     for batch in _batches(_records(args, lines)):
-        response = await client.call("PutRecords", {"StreamName": args.stream, "Records": batch})
-        for entry in response["Records"]:
-            if "ErrorCode" in entry:
+        response = await client.put_records(args.stream, batch)
+        for entry in response.records:
+            result: dict[str, str | None]
+            if entry.failed:
                 failed += 1
-                result = {"ErrorCode": entry["ErrorCode"], "ErrorMessage": entry["ErrorMessage"]}
+                result = {"ErrorCode": entry.error_code, "ErrorMessage": entry.error_message}
             else:
                 put_count += 1
-                result = {"ShardId": entry["ShardId"], "SequenceNumber": entry["SequenceNumber"]}
+                result = {"ShardId": entry.shard_id, "SequenceNumber": entry.sequence_number}
             if args.json:
                 out.write(json.dumps(result) + "\n")
     out.flush()
@@ -248,21 +229,21 @@ async def put(client: Client, args: argparse.Namespace, lines: TextIO, out: Text
 
 
 def _starting_position(spec: str) -> dict[str, Any]:
-    """``--from`` as GetShardIterator fields."""
+    """``--from`` as keyword arguments of ``Client.get_shard_iterator``."""
     kind, _, value = spec.partition(":")
     simple = {"trim-horizon": "TRIM_HORIZON", "latest": "LATEST"}
     if kind in simple and not value:
-        return {"ShardIteratorType": simple[kind]}
+        return {"shard_iterator_type": simple[kind]}
     if kind == "at-sequence" and value:
-        return {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": value}
+        return {"shard_iterator_type": "AT_SEQUENCE_NUMBER", "starting_sequence_number": value}
     if kind == "after-sequence" and value:
-        return {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": value}
+        return {"shard_iterator_type": "AFTER_SEQUENCE_NUMBER", "starting_sequence_number": value}
     if kind == "at-timestamp" and value:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidArgumentError(f"--from {spec!r}: not an ISO 8601 time") from None
-        return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": int(moment.timestamp() * 1000)}
+        return {"shard_iterator_type": "AT_TIMESTAMP", "timestamp": int(moment.timestamp() * 1000)}
     raise InvalidArgumentError(
         f"--from {spec!r} is not valid: use trim-horizon, latest, at-sequence:N, "
         "after-sequence:N or at-timestamp:ISO8601"
@@ -274,37 +255,34 @@ async def get(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     if args.shard:
         shard_ids = [args.shard]
     else:
-        shard_ids = [s["ShardId"] for s in await _all_shards(client, args.stream)]
+        shard_ids = [s.shard_id for s in await _all_shards(client, args.stream)]
     remaining = args.limit if args.limit is not None else -1
     for shard_id in shard_ids:
         if remaining == 0:
             break
-        answer = await client.call(
-            "GetShardIterator", {"StreamName": args.stream, "ShardId": shard_id, **position}
-        )
-        iterator = answer.get("ShardIterator")
+        answer = await client.get_shard_iterator(args.stream, shard_id, **position)
+        iterator: str | None = answer.shard_iterator
         while iterator and remaining != 0:
-            request: dict[str, Any] = {"ShardIterator": iterator}
-            if remaining > 0:
-                request["Limit"] = min(remaining, 10_000)
-            page = await client.call("GetRecords", request)
-            for record in page["Records"]:
+            page = await client.get_records(
+                iterator, limit=min(remaining, 10_000) if remaining > 0 else None
+            )
+            for record in page.records:
                 out.write(
                     json.dumps(
                         {
                             "ShardId": shard_id,
-                            "SequenceNumber": record["SequenceNumber"],
-                            "PartitionKey": record["PartitionKey"],
-                            "Data": base64.b64encode(record["Data"]).decode(),
-                            "ApproximateArrivalTimestamp": record["ApproximateArrivalTimestamp"]
+                            "SequenceNumber": record.sequence_number,
+                            "PartitionKey": record.partition_key,
+                            "Data": base64.b64encode(record.data).decode(),
+                            "ApproximateArrivalTimestamp": record.approximate_arrival_timestamp
                             / 1000,
                         }
                     )
                     + "\n"
                 )
-            remaining -= len(page["Records"]) if remaining > 0 else 0
-            iterator = page.get("NextShardIterator")
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
+            remaining -= len(page.records) if remaining > 0 else 0
+            iterator = page.next_shard_iterator
+            if not page.records and page.millis_behind_latest == 0:
                 break  # caught up
     out.flush()
     return 0

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,12 +74,23 @@ def test_create_put_and_get_back_in_order_per_shard(server: Server) -> None:
     assert put.returncode == 0, put.stderr
     assert "put 1200 record(s), 0 failed" in put.stderr
     results = [json.loads(line) for line in put.stdout.splitlines()]
-    assert len(results) == 1200 and all("SequenceNumber" in r for r in results)
+    assert len(results) == 1200
+    assert all(list(r) == ["ShardId", "SequenceNumber"] for r in results)
 
     got = server.run("get", "events")
     assert got.returncode == 0, got.stderr
     records = [json.loads(line) for line in got.stdout.splitlines()]
     assert len(records) == 1200
+    assert list(records[0]) == [
+        "ShardId",
+        "SequenceNumber",
+        "PartitionKey",
+        "Data",
+        "ApproximateArrivalTimestamp",
+    ]
+    # Epoch seconds, with the milliseconds of the wire as the fraction.
+    assert all(abs(r["ApproximateArrivalTimestamp"] - time.time()) < 600 for r in records)
+    assert {r["SequenceNumber"] for r in records} == {r["SequenceNumber"] for r in results}
     import base64
 
     by_shard: dict[str, list[int]] = {}
@@ -99,6 +111,12 @@ def test_create_put_and_get_back_in_order_per_shard(server: Server) -> None:
     assert json.loads(listed.stdout) == {"StreamNames": ["events"]}
     described = server.run("streams", "describe", "events")
     assert described.returncode == 0 and "shardId-000000000002" in described.stdout
+    as_json = json.loads(server.run("streams", "describe", "events", "--json").stdout)
+    assert list(as_json) == ["StreamDescriptionSummary", "Shards"]
+    assert as_json["StreamDescriptionSummary"]["OpenShardCount"] == 3
+    assert [s["ShardId"] for s in as_json["Shards"]] == [
+        f"shardId-00000000000{i}" for i in range(3)
+    ]
 
 
 def test_put_data_and_get_with_limit_and_positions(server: Server) -> None:

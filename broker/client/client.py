@@ -6,7 +6,11 @@ named by the response's ``__type`` (``broker.errors``; an unknown name raises a
 ``ShardlineError`` subclass carrying that name and the HTTP status). Each
 Kinesis operation also has a snake_case method whose keyword arguments map to
 the Kinesis field names (``stream_name`` -> ``StreamName``, ``stream_arn`` ->
-``StreamARN``); arguments left ``None`` are not sent.
+``StreamARN``); arguments left ``None`` are not sent. The snake_case methods
+return typed results (``results.py``: ``PutRecordsResult``, ``GetRecordsResult``,
+...), or ``None`` for operations whose response is empty; a success map that
+lacks a field the protocol always sends raises ``UnexpectedResponse``.
+``call`` and ``call_encoded`` return the wire maps as they are.
 
 Calls are concurrent over one connection; a call that outlives its timeout
 (the client's ``timeout`` or the call's own) raises ``RequestTimeoutError``;
@@ -17,9 +21,10 @@ retriable) and the next call reconnects.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import trio
@@ -27,10 +32,22 @@ import trio
 from .. import errors
 from ..errors import ShardlineError
 from ..protocol.codec import CONTENT_TYPE, encode_body
+from .results import (
+    GetRecordsResult,
+    GetShardIteratorResult,
+    ListShardsResult,
+    ListStreamsResult,
+    PutRecordResult,
+    PutRecordsResult,
+    StreamDescription,
+    StreamDescriptionSummary,
+    UpdateShardCountResult,
+)
 from .transport import H2Transport, RequestTimeoutError
 
 Request = dict[str, Any]
 Response = dict[str, Any]
+Result = TypeVar("Result")
 
 _SPECIAL_FIELDS = {"stream_arn": "StreamARN", "consumer_arn": "ConsumerARN"}
 
@@ -97,6 +114,25 @@ def raise_for_response(status: int, body: bytes) -> Response:
     raise error_class(
         "InternalFailureException" if status >= 500 else "UnexpectedResponse", status
     )(f"HTTP {status} with an undecodable body: {detail!r}")
+
+
+def parse_response(operation: str, parse: Callable[[Response], Result], body: Response) -> Result:
+    """``parse(body)``, a map it cannot read raised as the named ``UnexpectedResponse``."""
+    try:
+        return parse(body)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise error_class("UnexpectedResponse", 200)(
+            f"{operation} answered a map without a field it always has, or of the wrong "
+            f"shape: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _stream_description(body: Response) -> StreamDescription:
+    return StreamDescription.from_wire(body["StreamDescription"])
+
+
+def _stream_description_summary(body: Response) -> StreamDescriptionSummary:
+    return StreamDescriptionSummary.from_wire(body["StreamDescriptionSummary"])
 
 
 class Client:
@@ -170,9 +206,9 @@ class Client:
 
     async def create_stream(
         self, stream_name: str, shard_count: int | None = None, **extra: Any
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(stream_name=stream_name, shard_count=shard_count, **extra)
-        return await self.call("CreateStream", request)
+        await self.call("CreateStream", request)
 
     async def delete_stream(
         self,
@@ -180,13 +216,13 @@ class Client:
         *,
         stream_arn: str | None = None,
         enforce_consumer_deletion: bool | None = None,
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             enforce_consumer_deletion=enforce_consumer_deletion,
         )
-        return await self.call("DeleteStream", request)
+        await self.call("DeleteStream", request)
 
     async def describe_stream(
         self,
@@ -195,20 +231,22 @@ class Client:
         stream_arn: str | None = None,
         limit: int | None = None,
         exclusive_start_shard_id: str | None = None,
-    ) -> Response:
+    ) -> StreamDescription:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             limit=limit,
             exclusive_start_shard_id=exclusive_start_shard_id,
         )
-        return await self.call("DescribeStream", request)
+        body = await self.call("DescribeStream", request)
+        return parse_response("DescribeStream", _stream_description, body)
 
     async def describe_stream_summary(
         self, stream_name: str | None = None, *, stream_arn: str | None = None
-    ) -> Response:
+    ) -> StreamDescriptionSummary:
         request = kinesis_request(stream_name=stream_name, stream_arn=stream_arn)
-        return await self.call("DescribeStreamSummary", request)
+        body = await self.call("DescribeStreamSummary", request)
+        return parse_response("DescribeStreamSummary", _stream_description_summary, body)
 
     async def list_streams(
         self,
@@ -216,13 +254,14 @@ class Client:
         limit: int | None = None,
         exclusive_start_stream_name: str | None = None,
         next_token: str | None = None,
-    ) -> Response:
+    ) -> ListStreamsResult:
         request = kinesis_request(
             limit=limit,
             exclusive_start_stream_name=exclusive_start_stream_name,
             next_token=next_token,
         )
-        return await self.call("ListStreams", request)
+        body = await self.call("ListStreams", request)
+        return parse_response("ListStreams", ListStreamsResult.from_wire, body)
 
     async def list_shards(
         self,
@@ -234,7 +273,7 @@ class Client:
         max_results: int | None = None,
         stream_creation_timestamp: int | None = None,
         shard_filter: dict[str, Any] | None = None,
-    ) -> Response:
+    ) -> ListShardsResult:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
@@ -244,7 +283,8 @@ class Client:
             stream_creation_timestamp=stream_creation_timestamp,
             shard_filter=shard_filter,
         )
-        return await self.call("ListShards", request)
+        body = await self.call("ListShards", request)
+        return parse_response("ListShards", ListShardsResult.from_wire, body)
 
     async def put_record(
         self,
@@ -255,7 +295,7 @@ class Client:
         stream_arn: str | None = None,
         explicit_hash_key: str | None = None,
         sequence_number_for_ordering: str | None = None,
-    ) -> Response:
+    ) -> PutRecordResult:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
@@ -264,7 +304,8 @@ class Client:
             explicit_hash_key=explicit_hash_key,
             sequence_number_for_ordering=sequence_number_for_ordering,
         )
-        return await self.call("PutRecord", request)
+        body = await self.call("PutRecord", request)
+        return parse_response("PutRecord", PutRecordResult.from_wire, body)
 
     async def put_records(
         self,
@@ -272,10 +313,11 @@ class Client:
         records: list[dict[str, Any]],
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> PutRecordsResult:
         """``records``: maps with Kinesis names (``Data``, ``PartitionKey``, ...)."""
         request = kinesis_request(stream_name=stream_name, stream_arn=stream_arn, records=records)
-        return await self.call("PutRecords", request)
+        body = await self.call("PutRecords", request)
+        return parse_response("PutRecords", PutRecordsResult.from_wire, body)
 
     async def get_shard_iterator(
         self,
@@ -286,7 +328,7 @@ class Client:
         stream_arn: str | None = None,
         starting_sequence_number: str | None = None,
         timestamp: int | float | None = None,
-    ) -> Response:
+    ) -> GetShardIteratorResult:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
@@ -295,13 +337,15 @@ class Client:
             starting_sequence_number=starting_sequence_number,
             timestamp=timestamp,
         )
-        return await self.call("GetShardIterator", request)
+        body = await self.call("GetShardIterator", request)
+        return parse_response("GetShardIterator", GetShardIteratorResult.from_wire, body)
 
     async def get_records(
         self, shard_iterator: str, *, limit: int | None = None, stream_arn: str | None = None
-    ) -> Response:
+    ) -> GetRecordsResult:
         request = kinesis_request(shard_iterator=shard_iterator, limit=limit, stream_arn=stream_arn)
-        return await self.call("GetRecords", request)
+        body = await self.call("GetRecords", request)
+        return parse_response("GetRecords", GetRecordsResult.from_wire, body)
 
     async def split_shard(
         self,
@@ -310,14 +354,14 @@ class Client:
         new_starting_hash_key: str,
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             shard_to_split=shard_to_split,
             new_starting_hash_key=new_starting_hash_key,
         )
-        return await self.call("SplitShard", request)
+        await self.call("SplitShard", request)
 
     async def merge_shards(
         self,
@@ -326,14 +370,14 @@ class Client:
         adjacent_shard_to_merge: str,
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             shard_to_merge=shard_to_merge,
             adjacent_shard_to_merge=adjacent_shard_to_merge,
         )
-        return await self.call("MergeShards", request)
+        await self.call("MergeShards", request)
 
     async def update_shard_count(
         self,
@@ -342,14 +386,15 @@ class Client:
         scaling_type: str = "UNIFORM_SCALING",
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> UpdateShardCountResult:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             target_shard_count=target_shard_count,
             scaling_type=scaling_type,
         )
-        return await self.call("UpdateShardCount", request)
+        body = await self.call("UpdateShardCount", request)
+        return parse_response("UpdateShardCount", UpdateShardCountResult.from_wire, body)
 
     async def increase_stream_retention_period(
         self,
@@ -357,13 +402,13 @@ class Client:
         retention_period_hours: int,
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             retention_period_hours=retention_period_hours,
         )
-        return await self.call("IncreaseStreamRetentionPeriod", request)
+        await self.call("IncreaseStreamRetentionPeriod", request)
 
     async def decrease_stream_retention_period(
         self,
@@ -371,10 +416,10 @@ class Client:
         retention_period_hours: int,
         *,
         stream_arn: str | None = None,
-    ) -> Response:
+    ) -> None:
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
             retention_period_hours=retention_period_hours,
         )
-        return await self.call("DecreaseStreamRetentionPeriod", request)
+        await self.call("DecreaseStreamRetentionPeriod", request)

@@ -7,7 +7,28 @@ from typing import Any
 import pytest
 import trio
 
-from broker.client import Client, ConnectionLostError, RequestTimeoutError, kinesis_field
+from broker.client import (
+    Client,
+    ConnectionLostError,
+    EnhancedMetrics,
+    GetRecordsResult,
+    GetShardIteratorResult,
+    HashKeyRange,
+    ListShardsResult,
+    ListStreamsResult,
+    PutRecordResult,
+    PutRecordsResult,
+    PutRecordsResultEntry,
+    Record,
+    RequestTimeoutError,
+    SequenceNumberRange,
+    Shard,
+    StreamDescription,
+    StreamDescriptionSummary,
+    StreamModeDetails,
+    UpdateShardCountResult,
+    kinesis_field,
+)
 from broker.errors import ResourceNotFoundError, ShardlineError
 from broker.operations import OPERATIONS, Broker
 from tests.server.harness import Running
@@ -31,15 +52,122 @@ KINESIS_OPERATIONS = [
 ]
 
 
+ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+SHARD_MAP = {
+    "ShardId": "shardId-000000000000",
+    "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": "9"},
+    "SequenceNumberRange": {"StartingSequenceNumber": "100"},
+}
+SHARD = Shard("shardId-000000000000", HashKeyRange("0", "9"), SequenceNumberRange("100"))
+SUMMARY_MAP = {
+    "StreamName": "s",
+    "StreamARN": ARN,
+    "StreamStatus": "ACTIVE",
+    "StreamModeDetails": {"StreamMode": "PROVISIONED"},
+    "RetentionPeriodHours": 24,
+    "StreamCreationTimestamp": 1_700_000_000_000,
+    "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+    "EncryptionType": "NONE",
+}
+
+#: What each Kinesis operation answers in ``canned_kinesis``: a wire map with a field
+#: this client does not know, and the typed result the method must make of it.
+CANNED: dict[str, tuple[dict[str, Any], Any]] = {
+    "CreateStream": ({}, None),
+    "DeleteStream": ({}, None),
+    "DescribeStream": (
+        {"StreamDescription": {**SUMMARY_MAP, "Shards": [SHARD_MAP], "HasMoreShards": False}},
+        StreamDescription(
+            stream_name="s",
+            stream_arn=ARN,
+            stream_status="ACTIVE",
+            shards=[SHARD],
+            has_more_shards=False,
+            retention_period_hours=24,
+            stream_creation_timestamp=1_700_000_000_000,
+            enhanced_monitoring=[EnhancedMetrics([])],
+            stream_mode_details=StreamModeDetails("PROVISIONED"),
+            encryption_type="NONE",
+        ),
+    ),
+    "DescribeStreamSummary": (
+        {"StreamDescriptionSummary": {**SUMMARY_MAP, "OpenShardCount": 2, "ConsumerCount": 0}},
+        StreamDescriptionSummary(
+            stream_name="s",
+            stream_arn=ARN,
+            stream_status="ACTIVE",
+            retention_period_hours=24,
+            stream_creation_timestamp=1_700_000_000_000,
+            enhanced_monitoring=[EnhancedMetrics([])],
+            open_shard_count=2,
+            stream_mode_details=StreamModeDetails("PROVISIONED"),
+            encryption_type="NONE",
+            consumer_count=0,
+        ),
+    ),
+    "ListStreams": (
+        {"StreamNames": ["s"], "HasMoreStreams": True, "NextToken": "t"},
+        ListStreamsResult(["s"], True, [], "t"),
+    ),
+    "ListShards": ({"Shards": [SHARD_MAP]}, ListShardsResult([SHARD])),
+    "PutRecord": (
+        {"ShardId": "shardId-000000000000", "SequenceNumber": "101", "EncryptionType": "NONE"},
+        PutRecordResult("shardId-000000000000", "101", "NONE"),
+    ),
+    "PutRecords": (
+        {
+            "FailedRecordCount": 0,
+            "Records": [{"ShardId": "shardId-000000000000", "SequenceNumber": "102"}],
+            "EncryptionType": "NONE",
+        },
+        PutRecordsResult(0, [PutRecordsResultEntry("shardId-000000000000", "102")], "NONE"),
+    ),
+    "GetShardIterator": ({"ShardIterator": "it"}, GetShardIteratorResult("it")),
+    "GetRecords": (
+        {
+            "Records": [
+                {
+                    "SequenceNumber": "101",
+                    "ApproximateArrivalTimestamp": 1_700_000_000_123,
+                    "Data": b"\x00",
+                    "PartitionKey": "k",
+                }
+            ],
+            "NextShardIterator": "it2",
+            "MillisBehindLatest": 5,
+        },
+        GetRecordsResult([Record("101", 1_700_000_000_123, b"\x00", "k")], "it2", 5, []),
+    ),
+    "SplitShard": ({}, None),
+    "MergeShards": ({}, None),
+    "UpdateShardCount": (
+        {
+            "StreamName": "s",
+            "StreamARN": ARN,
+            "CurrentShardCount": 2,
+            "TargetShardCount": 4,
+        },
+        UpdateShardCountResult("s", ARN, 2, 4),
+    ),
+    "IncreaseStreamRetentionPeriod": ({}, None),
+    "DecreaseStreamRetentionPeriod": ({}, None),
+}
+
+
 @pytest.fixture
-def echo_kinesis(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every Kinesis operation answers with its name and the request it got."""
+def canned_kinesis(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Every Kinesis operation records its request and answers with its canned map."""
+    received: list[tuple[str, dict[str, Any]]] = []
     for name in KINESIS_OPERATIONS:
 
-        async def echo(broker: Broker, request: dict[str, Any], name: str = name) -> dict[str, Any]:
-            return {"Operation": name, "Request": request}
+        async def canned(
+            broker: Broker, request: dict[str, Any], name: str = name
+        ) -> dict[str, Any]:
+            received.append((name, request))
+            return {**CANNED[name][0], "FieldFromTheFuture": [1, {"x": None}]}
 
-        monkeypatch.setitem(OPERATIONS, name, echo)
+        monkeypatch.setitem(OPERATIONS, name, canned)
+    return received
 
 
 def test_field_names() -> None:
@@ -48,9 +176,10 @@ def test_field_names() -> None:
     assert kinesis_field("adjacent_shard_to_merge") == "AdjacentShardToMerge"
 
 
-@pytest.mark.usefixtures("echo_kinesis")
-async def test_every_method_builds_the_kinesis_request(running: Running) -> None:
-    arn = "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+async def test_every_method_builds_the_kinesis_request_and_a_typed_result(
+    running: Running, canned_kinesis: list[tuple[str, dict[str, Any]]]
+) -> None:
+    arn = ARN
     async with Client(running.endpoint) as c:
         expected: list[tuple[Any, str, dict[str, Any]]] = [
             (c.create_stream("s", 2), "CreateStream", {"StreamName": "s", "ShardCount": 2}),
@@ -127,7 +256,26 @@ async def test_every_method_builds_the_kinesis_request(running: Running) -> None
         ]
         assert sorted(name for _, name, _ in expected) == sorted(KINESIS_OPERATIONS)
         for call, name, request in expected:
-            assert await call == {"Operation": name, "Request": request}
+            result = await call
+            assert canned_kinesis[-1] == (name, request)
+            assert result == CANNED[name][1], name
+
+
+async def test_a_map_without_a_required_field_is_a_named_error(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(broker: Broker, request: dict[str, Any]) -> dict[str, Any]:
+        return {"Records": [{"SequenceNumber": "1"}], "NextShardIterator": None}
+
+    monkeypatch.setitem(OPERATIONS, "GetRecords", broken)
+    async with Client(running.endpoint) as client:
+        with pytest.raises(ShardlineError) as caught:
+            await client.get_records("it")
+        assert caught.value.wire_name == "UnexpectedResponse"
+        assert "GetRecords" in caught.value.message and "KeyError" in caught.value.message
+        assert not caught.value.retriable
+        # The raw map is still there for whoever asks for it.
+        assert (await client.call("GetRecords", {}))["Records"] == [{"SequenceNumber": "1"}]
 
 
 async def test_errors_are_raised_by_wire_name(running: Running) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from broker.client import Client
+from broker.client import Client, Record
 from broker.config import BrokerConfig
 from broker.log import open_log, wall_clock_ms
 from broker.operations import Broker
@@ -88,14 +88,16 @@ async def raw_post(
     return raw.status, raw.body
 
 
-async def read_all(client: Client, stream: str, shard: str) -> list[dict[str, Any]]:
+async def read_all(client: Client, stream: str, shard: str) -> list[Record]:
     """Every record of one shard from its trim horizon until caught up or the shard's end."""
-    iterator = (await client.get_shard_iterator(stream, shard, "TRIM_HORIZON"))["ShardIterator"]
-    records: list[dict[str, Any]] = []
+    iterator: str | None = (
+        await client.get_shard_iterator(stream, shard, "TRIM_HORIZON")
+    ).shard_iterator
+    records: list[Record] = []
     while iterator is not None:
         page = await client.get_records(iterator)
-        records += page["Records"]
-        iterator = page["NextShardIterator"]
-        if not page["Records"] and page["MillisBehindLatest"] == 0:
+        records += page.records
+        iterator = page.next_shard_iterator
+        if not page.records and page.millis_behind_latest == 0:
             break
     return records

@@ -27,8 +27,8 @@ async def expect_error(
         await call(failing)
     assert caught.value.wire_name == wire_name, caught.value
     put = await other.put_record("s", b"still here", "k")
-    assert put["ShardId"] in (S0, S1)
-    assert (await failing.describe_stream_summary("s"))["StreamDescriptionSummary"]
+    assert put.shard_id in (S0, S1)
+    assert (await failing.describe_stream_summary("s")).stream_name == "s"
     return caught.value
 
 
@@ -37,7 +37,7 @@ async def test_named_errors_while_a_second_connection_works(served: Served) -> N
         await one.create_stream("s", 2)
         first = await one.put_record("s", b"a", "k", explicit_hash_key="0")
         other_shard = await one.put_record("s", b"b", "k", explicit_hash_key=str(1 << 127))
-        iterator = (await one.get_shard_iterator("s", S0, "TRIM_HORIZON"))["ShardIterator"]
+        iterator = (await one.get_shard_iterator("s", S0, "TRIM_HORIZON")).shard_iterator
 
         cases: list[tuple[Callable[[Client], Awaitable[Any]], str]] = [
             (lambda c: c.describe_stream("nope"), "ResourceNotFoundException"),
@@ -97,7 +97,7 @@ async def test_named_errors_while_a_second_connection_works(served: Served) -> N
                     "s",
                     S1,
                     "AT_SEQUENCE_NUMBER",
-                    starting_sequence_number=first["SequenceNumber"],
+                    starting_sequence_number=first.sequence_number,
                 ),
                 "InvalidArgumentException",
             ),
@@ -106,7 +106,7 @@ async def test_named_errors_while_a_second_connection_works(served: Served) -> N
                     "s",
                     S0,
                     "AFTER_SEQUENCE_NUMBER",
-                    starting_sequence_number=other_shard["SequenceNumber"],
+                    starting_sequence_number=other_shard.sequence_number,
                 ),
                 "InvalidArgumentException",
             ),
@@ -123,7 +123,7 @@ async def test_named_errors_while_a_second_connection_works(served: Served) -> N
         assert not mismatches, "\n".join(f"case {i}: {m}" for i, m in mismatches)
 
         page = await two.get_records(iterator)
-        assert page["Records"][0]["Data"] == b"a"
+        assert page.records[0].data == b"a"
 
 
 async def raw(client: Client, path: str, body: bytes) -> None:
@@ -169,13 +169,14 @@ async def test_expired_iterator(tmp_path: Path) -> None:
     ):
         await one.create_stream("s", 1)
         await one.put_record("s", b"a", "k")
-        iterator = (await one.get_shard_iterator("s", S0, "TRIM_HORIZON"))["ShardIterator"]
+        iterator = (await one.get_shard_iterator("s", S0, "TRIM_HORIZON")).shard_iterator
         clock.advance(1.5)
         page = await one.get_records(iterator)
-        assert [r["Data"] for r in page["Records"]] == [b"a"]
-        fresh = page["NextShardIterator"]
+        assert [r.data for r in page.records] == [b"a"]
+        fresh = page.next_shard_iterator
+        assert fresh is not None
         clock.advance(1.0)
         await expect_error(one, two, lambda c: c.get_records(iterator), "ExpiredIteratorException")
-        assert [r["Data"] for r in (await one.get_records(fresh))["Records"]] == [b"still here"]
+        assert [r.data for r in (await one.get_records(fresh)).records] == [b"still here"]
         clock.advance(2.5)
         await expect_error(two, one, lambda c: c.get_records(fresh), "ExpiredIteratorException")

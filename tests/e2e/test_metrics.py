@@ -36,9 +36,9 @@ async def test_metrics_cover_traffic_shards_and_commits(served: Served) -> None:
         records = [{"Data": b"x" * 100, "PartitionKey": "k", "ExplicitHashKey": "0"}] * 10
         await client.put_records("s", records)
         await client.put_record("s", b"y" * 10, "k", explicit_hash_key=str(1 << 127))
-        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON"))["ShardIterator"]
+        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON")).shard_iterator
         page = await client.get_records(it)
-        assert len(page["Records"]) == 10
+        assert len(page.records) == 10
         try:
             await client.describe_stream("nope")
         except Exception as exc:

@@ -21,15 +21,15 @@ async def test_read_calls_per_second(tmp_path: Path) -> None:
         Client(served.endpoint) as client,
     ):
         await client.create_stream("s", 2)
-        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON"))["ShardIterator"]
+        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON")).shard_iterator
         await client.get_records(it)
         await client.get_records(it)
         with pytest.raises(ProvisionedThroughputExceededError) as caught:
             await client.get_records(it)
         assert caught.value.retriable
-        other = (await client.get_shard_iterator("s", "shardId-000000000001", "LATEST"))[
-            "ShardIterator"
-        ]
+        other = (
+            await client.get_shard_iterator("s", "shardId-000000000001", "LATEST")
+        ).shard_iterator
         await client.get_records(other)  # the other shard has its own budget
         clock.advance(0.5)
         await client.get_records(it)
@@ -48,11 +48,12 @@ async def test_read_bytes_per_second(tmp_path: Path) -> None:
     ):
         await client.create_stream("s", 1)
         await client.put_records("s", [{"Data": b"x" * 999, "PartitionKey": "k"}] * 5)
-        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON"))["ShardIterator"]
+        it = (await client.get_shard_iterator("s", S0, "TRIM_HORIZON")).shard_iterator
         page = await client.get_records(it)  # 5,000 bytes: 4,000 of debt at 1,000 bytes/s
-        assert len(page["Records"]) == 5
+        assert len(page.records) == 5
+        assert page.next_shard_iterator is not None
         clock.advance(3.0)
         with pytest.raises(ProvisionedThroughputExceededError):
-            await client.get_records(page["NextShardIterator"])
+            await client.get_records(page.next_shard_iterator)
         clock.advance(1.5)
-        assert (await client.get_records(page["NextShardIterator"]))["Records"] == []
+        assert (await client.get_records(page.next_shard_iterator)).records == []

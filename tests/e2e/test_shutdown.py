@@ -31,9 +31,9 @@ async def test_shutdown_while_putting_loses_no_acknowledged_record(tmp_path: Pat
                         put = await client.put_records("s", batch)
                     except (ShardlineError, OSError):
                         return  # the server is going away: what was acknowledged must stay
-                    for value, result in zip(data, put["Records"], strict=True):
-                        if "SequenceNumber" in result:
-                            acknowledged[result["SequenceNumber"]] = value
+                    for value, result in zip(data, put.records, strict=True):
+                        if result.sequence_number is not None:
+                            acknowledged[result.sequence_number] = value
                     if len(acknowledged) >= 2_000:
                         enough.set()
 
@@ -50,6 +50,6 @@ async def test_shutdown_while_putting_loses_no_acknowledged_record(tmp_path: Pat
         stored: dict[str, bytes] = {}
         for shard in SHARDS:
             for record in await read_all(client, "s", shard):
-                stored[record["SequenceNumber"]] = record["Data"]
+                stored[record.sequence_number] = record.data
     missing = {seq: value for seq, value in acknowledged.items() if stored.get(seq) != value}
     assert missing == {}

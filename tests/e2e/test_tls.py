@@ -32,9 +32,9 @@ async def test_client_over_https_with_alpn_h2(tmp_path: Path) -> None:
             put = await client.put_records(
                 "s", [{"Data": f"r{i}".encode(), "PartitionKey": "k"} for i in range(5)]
             )
-            assert put["FailedRecordCount"] == 0
+            assert put.failed_record_count == 0
             records = await read_all(client, "s", "shardId-000000000000")
-            assert [r["Data"] for r in records] == [f"r{i}".encode() for i in range(5)]
+            assert [r.data for r in records] == [f"r{i}".encode() for i in range(5)]
 
         raw_context = ssl.create_default_context()
         ca.configure_trust(raw_context)
