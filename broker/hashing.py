@@ -4,6 +4,13 @@ Kinesis routes a record by the MD5 of its partition key's UTF-8 bytes, read as
 a big-endian 128-bit integer, or by an explicit hash key; the record goes to
 the open shard whose inclusive hash range holds the key. Pure functions; the
 per-record work is one MD5 and one binary search.
+
+``md5`` is CPython's built-in MD5 (``_md5``) where it exists: for keys of a few
+dozen bytes it costs about 0.18 µs against 0.46 µs for ``hashlib.md5``, which
+goes through OpenSSL's EVP layer and allocates a context per call (measured
+with timeit on 500 keys; the digests are the same). Routing compares the
+16-byte digest with the shards' range ends as 16-byte big-endian strings, which
+orders them exactly as the integers and skips ``int.from_bytes``.
 """
 
 from __future__ import annotations
@@ -11,10 +18,17 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from .errors import InvalidArgumentError
 from .model import MAX_HASH_KEY, HashKeyRange, Shard
+
+try:  # CPython's own MD5: no OpenSSL context per call
+    from _md5 import md5 as _builtin_md5  # type: ignore[import-not-found]
+
+    md5: Callable[[bytes], hashlib._Hash] = _builtin_md5
+except ImportError:  # pragma: no cover - built without it
+    md5 = hashlib.md5
 
 _HASH_KEY_RE = re.compile(r"0|[1-9][0-9]{0,38}")
 MAX_PARTITION_KEY_CHARS = 256
@@ -40,7 +54,7 @@ def validate_partition_key(key: object) -> str:
 
 def hash_partition_key(key: str) -> int:
     """The 128-bit hash key of a partition key (MD5 of its UTF-8 bytes, big-endian)."""
-    return int.from_bytes(hashlib.md5(key.encode("utf-8")).digest(), "big")
+    return int.from_bytes(md5(key.encode("utf-8")).digest(), "big")
 
 
 def parse_explicit_hash_key(value: object) -> int:
@@ -71,7 +85,7 @@ def even_ranges(count: int) -> list[HashKeyRange]:
 class ShardRouter:
     """Routes hash keys to the open shards of one stream (a sorted table, binary search)."""
 
-    __slots__ = ("_ends", "_indexes")
+    __slots__ = ("_ends", "_indexes", "digest_ends")
 
     def __init__(self, shards: Iterable[Shard]) -> None:
         open_shards = sorted((s for s in shards if s.is_open), key=lambda s: s.hash_range.start)
@@ -84,6 +98,14 @@ class ShardRouter:
             raise ValueError("open shards do not cover the whole hash space")
         self._ends = [s.hash_range.end for s in open_shards]
         self._indexes = [s.index for s in open_shards]
+        #: The range ends as 16-byte big-endian strings: ``bisect_left`` on a key's
+        #: MD5 digest gives its *position*, and ``indexes[position]`` its shard.
+        self.digest_ends = [end.to_bytes(16, "big") for end in self._ends]
+
+    @property
+    def indexes(self) -> list[int]:
+        """Shard index per position (open shards in hash-range order)."""
+        return self._indexes
 
     def shard_for_hash(self, hash_key: int) -> int:
         return self._indexes[bisect.bisect_left(self._ends, hash_key)]
@@ -98,7 +120,7 @@ class ShardRouter:
     def group(self, records: Sequence[tuple[str, bytes]]) -> dict[int, list[tuple[str, bytes]]]:
         """Group ``(partition_key, data)`` records by shard, keeping their order within a shard."""
         out: dict[int, list[tuple[str, bytes]]] = {}
-        ends, indexes, md5 = self._ends, self._indexes, hashlib.md5
+        ends, indexes = self._ends, self._indexes
         find = bisect.bisect_left
         for record in records:
             key = record[0]

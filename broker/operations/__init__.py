@@ -10,7 +10,17 @@ codecs call the same ``dispatch``.
 from __future__ import annotations
 
 from . import reads, resharding, streams, writes
-from .base import OPERATIONS, Broker, Handler, dispatch, open_broker, operation
+from .base import (
+    OPERATIONS,
+    Broker,
+    Handler,
+    Prepared,
+    Result,
+    as_dict,
+    dispatch,
+    open_broker,
+    operation,
+)
 
 #: The modules whose import fills ``OPERATIONS``.
 HANDLER_MODULES = (streams, resharding, writes, reads)
@@ -20,6 +30,9 @@ __all__ = [
     "OPERATIONS",
     "Broker",
     "Handler",
+    "Prepared",
+    "Result",
+    "as_dict",
     "dispatch",
     "open_broker",
     "operation",

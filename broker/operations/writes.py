@@ -23,8 +23,7 @@ retried subset can land after records that followed it (as in Kinesis).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,11 +33,12 @@ from ..errors import (
     ShardClosedError,
     ValidationError,
 )
-from ..hashing import MAX_PARTITION_KEY_CHARS, parse_explicit_hash_key, validate_partition_key
+from ..hashing import MAX_PARTITION_KEY_CHARS, md5, parse_explicit_hash_key, validate_partition_key
 from ..model import StreamDescription, shard_id
+from ..protocol.packing import pack_put_records
 from ..sequence import base, decode
 from . import fields as f
-from .base import Broker, Request, Response, operation
+from .base import Broker, Prepared, Request, Response, Result, operation
 from .shapes import router
 from .throttle import ShardWriteLimiter
 
@@ -65,7 +65,7 @@ def _record(entry: object, where: str, max_bytes: int) -> _Routed:
             validate_partition_key(key)
             raise
         if explicit is None:
-            hash_key = int.from_bytes(hashlib.md5(key_bytes).digest(), "big")
+            hash_key = int.from_bytes(md5(key_bytes).digest(), "big")
         else:
             hash_key = parse_explicit_hash_key(explicit)
     except (InvalidArgumentError, ValidationError) as exc:
@@ -106,111 +106,120 @@ def _throttled(broker: Broker, desc: StreamDescription, index: int) -> str:
 
 @dataclass(slots=True)
 class _Plain:
-    """A request's records routed in one pass: shard per record, groups per shard."""
+    """A request's records routed in one pass: shard position per record, buckets per position."""
 
-    hashes: list[int]
-    shards: list[int]
-    groups: dict[int, list[tuple[str, bytes]]]
+    positions: list[int]
+    buckets: list[list[tuple[str, bytes]]]
 
 
 def _route_plain(
-    entries: list[Any], route: Callable[[int], int], max_record: int, max_total: int
+    entries: list[Any], ends: list[bytes], max_record: int, max_total: int
 ) -> _Plain | None:
     """The common case in one tight loop: maps of bytes ``Data`` and a short str key.
 
-    None when any entry is anything else (or a limit is crossed): the caller then
-    validates record by record with ``_record``, which names the offending one.
+    ``ends`` are the router's ``digest_ends``. None when any entry is anything
+    else (or a limit is crossed): the caller then validates record by record
+    with ``_record``, which names the offending one. The per-record size limit
+    is checked after the loop, and only when the whole request exceeds it.
     """
-    md5 = hashlib.md5
-    from_bytes = int.from_bytes
-    hashes: list[int] = []
-    shards: list[int] = []
-    groups: dict[int, list[tuple[str, bytes]]] = {}
+    find = bisect.bisect_left
+    positions: list[int] = []
+    add_position = positions.append
+    buckets: list[list[tuple[str, bytes]]] = [[] for _ in ends]
+    adds = [bucket.append for bucket in buckets]
     total = 0
     try:
         for entry in entries:
-            if type(entry) is not dict:
+            # Exactly Data and PartitionKey: anything more (an ExplicitHashKey) goes the long way.
+            if type(entry) is not dict or len(entry) != 2:
                 return None
             data = entry["Data"]
             key = entry["PartitionKey"]
             if (
                 type(data) is not bytes
                 or type(key) is not str
-                or not 0 < len(key) <= MAX_PARTITION_KEY_CHARS
-                or (len(entry) != 2 and entry.get("ExplicitHashKey") is not None)
+                or not key
+                or len(key) > MAX_PARTITION_KEY_CHARS
             ):
                 return None
-            key_bytes = key.encode("utf-8")
-            size = len(data) + len(key_bytes)
-            if size > max_record:
-                return None
-            total += size
-            hash_key = from_bytes(md5(key_bytes).digest(), "big")
-            hashes.append(hash_key)
-            index = route(hash_key)
-            shards.append(index)
-            bucket = groups.get(index)
-            if bucket is None:
-                bucket = groups[index] = []
-            bucket.append((key, data))
+            key_bytes = key.encode()
+            total += len(data) + len(key_bytes)
+            position = find(ends, md5(key_bytes).digest())
+            add_position(position)
+            adds[position]((key, data))
     except (KeyError, UnicodeEncodeError):
         return None
     if total > max_total:
         return None
-    return _Plain(hashes, shards, groups)
+    if total > max_record:
+        for bucket in buckets:
+            for key, data in bucket:
+                if len(data) + len(key.encode()) > max_record:
+                    return None
+    return _Plain(positions, buckets)
 
 
-def _regroup(plain: _Plain, entries: list[Any], route: Callable[[int], int]) -> None:
-    """Route ``plain`` again with another shard map (a reshard raced the append)."""
-    plain.shards = [route(h) for h in plain.hashes]
-    plain.groups = {}
-    for index, entry in zip(plain.shards, entries, strict=True):
-        plain.groups.setdefault(index, []).append((entry["PartitionKey"], entry["Data"]))
+@dataclass(slots=True)
+class _PutRecordsResult(Prepared):
+    """An all-successful PutRecords answer, kept as positions and first sequence numbers."""
+
+    positions: list[int]
+    shard_ids: list[str]
+    #: Sequence number (as an integer) of each position's first record; None: no record.
+    firsts: list[int | None]
+    record_count: int
+
+    def to_dict(self) -> Response:
+        following = list(self.firsts)
+        records: list[dict[str, str]] = []
+        add = records.append
+        for position in self.positions:
+            sequence = following[position]
+            assert sequence is not None
+            following[position] = sequence + 1
+            add({"SequenceNumber": str(sequence), "ShardId": self.shard_ids[position]})
+        return {"FailedRecordCount": 0, "Records": records, "EncryptionType": "NONE"}
+
+    def native_body(self) -> bytes | None:
+        return pack_put_records(self.positions, self.shard_ids, self.firsts)
 
 
-async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Response | None:
+async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared | None:
     """PutRecords with no write limits for plain records; None to take the general path."""
     config = broker.config
     desc = broker.log.describe(name)
+    routing = router(broker, desc)
     plain = _route_plain(
-        entries,
-        router(broker, desc).shard_for_hash,
-        config.max_record_bytes,
-        config.max_request_records_bytes,
+        entries, routing.digest_ends, config.max_record_bytes, config.max_request_records_bytes
     )
     if plain is None:
         return None
-    for attempt in range(2):
-        try:
-            result = await broker.log.append(name, plain.groups, incarnation=desc.incarnation)
-            break
-        except ShardClosedError:
-            if attempt:
-                raise
-            desc = broker.log.describe(name)
-            _regroup(plain, entries, router(broker, desc).shard_for_hash)
-    following = {
-        index: base(result.incarnation, index) + first
-        for index, (first, _n) in result.ranges.items()
-    }
-    ids = _shard_ids(plain.shards)
-    records: list[dict[str, str]] = []
-    add = records.append
-    for index in plain.shards:
-        sequence = following[index]
-        following[index] = sequence + 1
-        add({"SequenceNumber": str(sequence), "ShardId": ids[index]})
-    return {"FailedRecordCount": 0, "Records": records, "EncryptionType": "NONE"}
+    indexes = routing.indexes
+    groups = {indexes[p]: bucket for p, bucket in enumerate(plain.buckets) if bucket}
+    try:
+        result = await broker.log.append(name, groups, incarnation=desc.incarnation)
+    except ShardClosedError:
+        # A reshard closed a shard since routing: take the general path, which routes again.
+        return None
+    firsts: list[int | None] = [None] * len(indexes)
+    for position, index in enumerate(indexes):
+        landed = result.ranges.get(index)
+        if landed is not None:
+            firsts[position] = base(result.incarnation, index) + landed[0]
+    return _PutRecordsResult(plain.positions, _shard_ids(indexes), firsts, len(entries))
 
 
 _SHARD_IDS: dict[int, str] = {}
 
 
-def _shard_ids(shards: list[int]) -> dict[int, str]:
-    """``shard_id`` of each index in ``shards``, formatted once per process."""
-    for index in set(shards) - _SHARD_IDS.keys():
-        _SHARD_IDS[index] = shard_id(index)
-    return _SHARD_IDS
+def _shard_ids(indexes: list[int]) -> list[str]:
+    """``shard_id`` of each index, formatted once per process."""
+    known = _SHARD_IDS
+    out = [known.get(index) or "" for index in indexes]
+    for i, text in enumerate(out):
+        if not text:
+            out[i] = known[indexes[i]] = shard_id(indexes[i])
+    return out
 
 
 async def _put(broker: Broker, name: str, records: list[_Routed]) -> list[tuple[int, int] | str]:
@@ -277,7 +286,7 @@ async def put_record(broker: Broker, request: Request) -> Response:
 
 
 @operation("PutRecords")
-async def put_records(broker: Broker, request: Request) -> Response:
+async def put_records(broker: Broker, request: Request) -> Result:
     name = f.required_stream(broker.config, request)
     entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
     max_record = broker.config.max_record_bytes

@@ -34,11 +34,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ResourceNotFoundError
 from ..log import CommitReport, Log
 from ..model import shard_id
+from ..operations.base import Prepared, Result
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -143,7 +143,7 @@ class ServerMetrics:
         operation: str,
         seconds: float,
         request_bytes: int,
-        result: dict[str, Any],
+        result: Result,
         response_bytes: int,
     ) -> None:
         """One successful operation: outcome, latency, and records in or out."""
@@ -153,7 +153,14 @@ class ServerMetrics:
         if histogram is None:
             histogram = self.latency[operation] = Histogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
-        if operation == "PutRecords":
+        if isinstance(result, Prepared):
+            if operation == "PutRecords":
+                self.records_in += result.record_count
+                self.record_bytes_in += request_bytes
+            elif operation == "GetRecords":
+                self.records_out += result.record_count
+                self.record_bytes_out += response_bytes
+        elif operation == "PutRecords":
             records = result.get("Records")
             failed = result.get("FailedRecordCount")
             if isinstance(records, list) and isinstance(failed, int):

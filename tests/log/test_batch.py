@@ -212,3 +212,10 @@ def test_undecodable_payload_is_corrupt(payload: bytes) -> None:
         fmt.unpack_records(value, WHERE)
     assert WHERE in info.value.message
     assert "offset 9" in info.value.message
+
+
+@given(records_st, arrivals)
+def test_segment_bytes_are_msgpacks(records: list[tuple[str, bytes]], arrival: int) -> None:
+    """ormsgpack packs a segment exactly as msgpack does: one format, whoever wrote it."""
+    packed = fmt.pack_segment(records, arrival).packed
+    assert packed == msgpack.packb([[arrival, k, d] for k, d in records])

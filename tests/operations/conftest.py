@@ -10,7 +10,7 @@ import pytest
 
 from broker.config import BrokerConfig
 from broker.log import LogConfig, open_log
-from broker.operations import Broker, dispatch
+from broker.operations import Broker, as_dict, dispatch
 from tests.log.conformance.base import FakeClock
 
 START_MS = 1_700_000_000_000
@@ -30,7 +30,7 @@ class Harness:
         self.clock = clock
 
     async def __call__(self, name: str, **request: Any) -> dict[str, Any]:
-        return await dispatch(self.broker, name, request)
+        return as_dict(await dispatch(self.broker, name, request))
 
     async def create(self, name: str = "s", shards: int = 2) -> None:
         await self("CreateStream", StreamName=name, ShardCount=shards)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker.errors import SerializationError, ShardlineError, UnknownOperationError
-from broker.operations import OPERATIONS, dispatch
+from broker.operations import OPERATIONS, as_dict, dispatch
 from broker.protocol.codec import encode_body
 
 from .conftest import Harness
@@ -115,8 +116,10 @@ async def check(ops: Harness, name: str, request: Any) -> None:
         assert exc.http_status == 400, f"{name} {request!r}: {exc!r}"
         assert isinstance(exc.message, str)
     else:
-        assert isinstance(response, dict)
-        encode_body(response)
+        as_map = as_dict(response)
+        assert isinstance(as_map, dict)
+        # A prepared result packs itself exactly as its map form packs.
+        assert encode_body(response) == msgpack.packb(as_map)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
