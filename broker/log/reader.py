@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+import ormsgpack
 
 from ..errors import InvalidArgumentError, ResourceNotFoundError
 from ..model import PositionType, Shard, ShardTail, StreamDescription
@@ -170,13 +171,18 @@ def read_batches(
     max_records: int = DEFAULT_MAX_RECORDS,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> tuple[list[StoredBatch], ReadResult]:
-    """Read whole stored batches from ``offset``, for forwarding without decoding records.
+    """Read stored batches from ``offset``, for forwarding without decoding records.
 
-    Only a first batch that ``offset`` enters in its middle is decoded and
-    packed again, from ``offset``. Stops once ``max_records`` records or
-    ``max_bytes`` bytes were read (whole batches: at least one). The
-    ``ReadResult`` carries the position and shard state (its ``chunks`` are empty).
+    At most ``max_records`` records, and at most ``max_bytes`` bytes counted
+    as stored values for whole batches and as data plus partition key for a
+    cut one, so partition keys and data never exceed it (at least one record
+    is read, so a read always moves). Whole batches are forwarded as stored;
+    only a batch that ``offset`` enters in its middle, or that the bounds cut,
+    is decoded and packed again. The ``ReadResult`` carries the position and
+    shard state (its ``chunks`` are empty).
     """
+    if max_records < 1:
+        raise InvalidArgumentError(f"Limit must be at least 1, got {max_records}")
     desc, shard, tail, position = _start(store, stream, index, offset)
     out: list[StoredBatch] = []
     if position < tail.next_offset:
@@ -188,16 +194,11 @@ def read_batches(
             header = fmt.verify(value, where)
             if header.end_offset <= position:
                 return True
-            if header.first_offset < position:
-                records = fmt.unpack_records(value, where)[position - header.first_offset :]
-                batch = StoredBatch(
-                    position,
-                    len(records),
-                    records[0][0],
-                    header.last_arrival_ms,
-                    msgpack.packb(records),
-                )
-            else:
+            skip = position - header.first_offset
+            whole = (
+                skip == 0 and count + header.count <= max_records and size + len(value) <= max_bytes
+            )
+            if whole:
                 batch = StoredBatch(
                     header.first_offset,
                     header.count,
@@ -205,11 +206,26 @@ def read_batches(
                     header.last_arrival_ms,
                     bytes(fmt.payload_of(value)),
                 )
+                size += len(value)
+            else:
+                records = fmt.unpack_records(value, where)[skip : skip + max_records - count]
+                taken = 0
+                for _arrival, key, data in records:
+                    grown = size + len(data) + len(key.encode())
+                    if grown > max_bytes and (taken or out):
+                        break
+                    size = grown
+                    taken += 1
+                if not taken:
+                    return False
+                records = records[:taken]
+                batch = StoredBatch(
+                    position, taken, records[0][0], records[-1][0], ormsgpack.packb(records)
+                )
             out.append(batch)
-            position = header.end_offset
+            position = batch.first_offset + batch.count
             count += batch.count
-            size += len(value)
-            return count < max_records and size < max_bytes
+            return count < max_records and size < max_bytes and position == header.end_offset
 
         _scan(store, desc.incarnation, index, position, visit)
     return out, _result(desc, shard, (), position, tail)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import ProvisionedThroughputExceededError, ShardlineError
 from ..model import shard_id
-from .base import Broker, Handler, Request, Response
+from .base import Broker, Handler, Prepared, Request, Result
 from .shapes import codec
 
 MAX_BUCKETS = 65_536
@@ -150,7 +150,7 @@ def read_limiter(broker: Broker) -> ShardReadLimiter | None:
 def limit_reads(handler: Handler) -> Handler:
     """Wrap the GetRecords handler with the optional per-shard read limits."""
 
-    async def limited(broker: Broker, request: Request) -> Response:
+    async def limited(broker: Broker, request: Request) -> Result:
         limiter = read_limiter(broker)
         if limiter is None:
             return await handler(broker, request)
@@ -166,7 +166,10 @@ def limit_reads(handler: Handler) -> Handler:
                 f"{limiter.bytes_per_s} bytes/s"
             )
         response = await handler(broker, request)
-        nbytes = sum(len(r["Data"]) + len(r["PartitionKey"]) for r in response["Records"])
+        if isinstance(response, Prepared):
+            nbytes = response.record_bytes
+        else:
+            nbytes = sum(len(r["Data"]) + len(r["PartitionKey"]) for r in response["Records"])
         limiter.charge(it.incarnation, it.shard_index, nbytes, now)
         return response
 

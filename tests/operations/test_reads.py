@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgpack
 import pytest
 
 from broker.errors import (
@@ -12,6 +13,7 @@ from broker.errors import (
     ResourceNotFoundError,
     ValidationError,
 )
+from broker.operations import as_dict
 from broker.sequence import encode
 
 from .conftest import START_MS, Harness, open_harness
@@ -272,3 +274,70 @@ async def test_response_byte_bound(ops: Harness, monkeypatch: pytest.MonkeyPatch
     out = await ops("GetRecords", ShardIterator=token)
     assert len(out["Records"]) == 2 and out["NextShardIterator"] is not None
     assert out["MillisBehindLatest"] == 0
+
+
+def expand(out: dict[str, object]) -> list[dict[str, object]]:
+    """The records of a compact GetRecords answer, in the map form."""
+    records: list[dict[str, object]] = []
+    for batch in out["Batches"]:  # type: ignore[attr-defined]
+        first = int(batch["FirstSequenceNumber"])
+        for i, (arrival, key, data) in enumerate(batch["Records"]):
+            records.append(
+                {
+                    "SequenceNumber": str(first + i),
+                    "ApproximateArrivalTimestamp": arrival,
+                    "Data": data,
+                    "PartitionKey": key,
+                }
+            )
+    return records
+
+
+async def test_compact_answers_the_same_records(ops: Harness) -> None:
+    """Compact: the same records, iterator, lag and shard end, batches forwarded or cut."""
+    from broker.operations import dispatch
+    from broker.protocol.codec import encode_body
+
+    await ops.create("s", 1)
+    for size in (1, 3, 7, 2, 5):  # stored batches of these sizes
+        await put(ops, *[bytes([size, i]) for i in range(size)])
+        ops.clock.advance(100)
+    newest = 18
+    await ops("SplitShard", StreamName="s", ShardToSplit=S0, NewStartingHashKey=str(1 << 127))
+    start = encode(ops.broker.log.describe("s").incarnation, 0, 0)
+    for after in range(0, newest + 1, 1):
+        for limit in (1, 2, 4, 6, 10, 10_000):
+            kind = "AFTER_SEQUENCE_NUMBER"
+            first = str(int(start) + after)
+            token = await ops.iterator("s", S0, kind, StartingSequenceNumber=first)
+            plain = await ops("GetRecords", ShardIterator=token, Limit=limit)
+            raw = await dispatch(
+                ops.broker, "GetRecords", {"ShardIterator": token, "Limit": limit, "Compact": True}
+            )
+            compact = as_dict(raw)
+            assert encode_body(raw) == msgpack.packb(compact)
+            assert expand(compact) == plain["Records"], (after, limit)
+            assert "Records" not in compact
+            for field in ("NextShardIterator", "MillisBehindLatest", "ChildShards"):
+                assert compact.get(field) == plain.get(field), (field, after, limit)
+
+
+async def test_compact_byte_bound(ops: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from broker.operations import reads
+
+    monkeypatch.setattr(reads, "MAX_RESPONSE_BYTES", 60)
+    await ops.create("s", 1)
+    payloads = [b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 100, b"e" * 10]
+    await put(ops, *payloads[:2])
+    await put(ops, *payloads[2:])
+    token = await ops.iterator("s", S0)
+    seen: list[bytes] = []
+    while len(seen) < len(payloads):
+        out = await ops("GetRecords", ShardIterator=token, Compact=True)
+        records = expand(out)
+        assert records, "every call makes progress"
+        size = sum(len(r["Data"]) + len(r["PartitionKey"]) for r in records)  # type: ignore[arg-type]
+        assert size <= 60 or len(records) == 1
+        seen.extend(r["Data"] for r in records)  # type: ignore[misc]
+        token = out["NextShardIterator"]
+    assert seen == payloads
