@@ -97,6 +97,12 @@ def pack_segment(records: Sequence[tuple[str, bytes]], arrival_ms: int) -> Segme
     return Segment(len(records), arrival_ms, arrival_ms, packed, len(packed))
 
 
+def pack_stamped(records: Sequence[RecordTuple], arrival_ms: int) -> Segment:
+    """Pack records already built as ``(arrival_ms, partition_key, data)``, all stamped alike."""
+    packed = ormsgpack.packb(records)
+    return Segment(len(records), arrival_ms, arrival_ms, packed, len(packed))
+
+
 def join_payload(segments: Sequence[Segment]) -> tuple[int, bytes | list[bytes | memoryview]]:
     """The payload of a batch made of ``segments``: (count, bytes or parts to join)."""
     if len(segments) == 1:

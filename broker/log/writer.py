@@ -164,6 +164,35 @@ class Log:
         result: AppendResult = await self._submit(AppendOp(stream, incarnation, segments, nbytes))
         return result
 
+    async def append_stamped(
+        self,
+        stream: str,
+        records: Mapping[int, Sequence[fmt.RecordTuple]],
+        arrival_ms: int,
+        *,
+        incarnation: int | None = None,
+    ) -> AppendResult:
+        """``append`` for records built as ``(arrival_ms, key, data)`` by the caller.
+
+        ``arrival_ms`` must come from ``now_ms()`` with no ``await`` since, so
+        that stamps follow queue order; if the queue is full the records wait
+        for room and are stamped again (arrival times never decrease within a
+        shard). This spares the write path a tuple per record.
+        """
+        if self._committer.queued_bytes >= self.config.max_pending_bytes:
+            while self._committer.queued_bytes >= self.config.max_pending_bytes:
+                await self._space.park()
+            arrival_ms = self.now_ms()
+            records = {i: [(arrival_ms, k, d) for _, k, d in recs] for i, recs in records.items()}
+        segments = {
+            index: fmt.pack_stamped(recs, arrival_ms) for index, recs in records.items() if recs
+        }
+        if not segments:
+            raise InvalidArgumentError("an append needs at least one record")
+        nbytes = sum(s.nbytes for s in segments.values())
+        result: AppendResult = await self._submit(AppendOp(stream, incarnation, segments, nbytes))
+        return result
+
     # -- streams ------------------------------------------------------------
 
     async def create_stream(

@@ -109,11 +109,11 @@ class _Plain:
     """A request's records routed in one pass: shard position per record, buckets per position."""
 
     positions: list[int]
-    buckets: list[list[tuple[str, bytes]]]
+    buckets: list[list[tuple[int, str, bytes]]]
 
 
 def _route_plain(
-    entries: list[Any], ends: list[bytes], max_record: int, max_total: int
+    entries: list[Any], ends: list[bytes], arrival: int, max_record: int, max_total: int
 ) -> _Plain | None:
     """The common case in one tight loop: maps of bytes ``Data`` and a short str key.
 
@@ -125,7 +125,7 @@ def _route_plain(
     find = bisect.bisect_left
     positions: list[int] = []
     add_position = positions.append
-    buckets: list[list[tuple[str, bytes]]] = [[] for _ in ends]
+    buckets: list[list[tuple[int, str, bytes]]] = [[] for _ in ends]
     adds = [bucket.append for bucket in buckets]
     total = 0
     try:
@@ -146,14 +146,14 @@ def _route_plain(
             total += len(data) + len(key_bytes)
             position = find(ends, md5(key_bytes).digest())
             add_position(position)
-            adds[position]((key, data))
+            adds[position]((arrival, key, data))
     except (KeyError, UnicodeEncodeError):
         return None
     if total > max_total:
         return None
     if total > max_record:
         for bucket in buckets:
-            for key, data in bucket:
+            for _arrival, key, data in bucket:
                 if len(data) + len(key.encode()) > max_record:
                     return None
     return _Plain(positions, buckets)
@@ -189,15 +189,23 @@ async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared 
     config = broker.config
     desc = broker.log.describe(name)
     routing = router(broker, desc)
+    # Stamped now, appended with no await in between: stamps follow queue order.
+    arrival = broker.log.now_ms()
     plain = _route_plain(
-        entries, routing.digest_ends, config.max_record_bytes, config.max_request_records_bytes
+        entries,
+        routing.digest_ends,
+        arrival,
+        config.max_record_bytes,
+        config.max_request_records_bytes,
     )
     if plain is None:
         return None
     indexes = routing.indexes
     groups = {indexes[p]: bucket for p, bucket in enumerate(plain.buckets) if bucket}
     try:
-        result = await broker.log.append(name, groups, incarnation=desc.incarnation)
+        result = await broker.log.append_stamped(
+            name, groups, arrival, incarnation=desc.incarnation
+        )
     except ShardClosedError:
         # A reshard closed a shard since routing: take the general path, which routes again.
         return None
