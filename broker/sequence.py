@@ -55,3 +55,29 @@ def decode(text: object) -> SequenceNumber:
     if value >> 128:
         raise InvalidArgumentError(f"SequenceNumber {text} is not valid: it exceeds 128 bits")
     return SequenceNumber(value >> 96, (value >> 64) & _INDEX_MASK, value & _OFFSET_MASK)
+
+
+#: "0000" .. "9999": the last four digits of consecutive numbers, formatted once.
+_LAST_FOUR = [f"{i:04d}" for i in range(10_000)]
+
+
+def decimal_run(first: int, count: int) -> list[str]:
+    """``[str(first), str(first + 1), ...]``, ``count`` of them, for non-negative ``first``.
+
+    A stored batch's sequence numbers are consecutive 30-digit integers, and
+    ``str()`` of each costs ~150 ns (a big-integer division loop). Here each
+    run that shares its digits above the last four is one prefix plus a
+    preformatted four-digit suffix: ~40 ns a number.
+    """
+    out: list[str] = []
+    value, end = first, first + count
+    while value < end:
+        high, low = divmod(value, 10_000)
+        run = min(end - value, 10_000 - low)
+        if high:
+            prefix = str(high)
+            out += [prefix + tail for tail in _LAST_FOUR[low : low + run]]
+        else:
+            out += map(str, range(value, value + run))
+        value += run
+    return out

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Self
 
+from ..sequence import decimal_run
+
 Wire = Mapping[str, Any]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -399,18 +401,30 @@ class GetRecordsResult:
         # through Record(...) (the NamedTuple's Python __new__) and 5.3 ms as a frozen
         # slots dataclass; decoding them from msgpack took 5.6 ms (timeit, 2-core VM).
         new = tuple.__new__
-        records = [
-            new(
-                Record,
-                (
-                    r["SequenceNumber"],
-                    r["ApproximateArrivalTimestamp"],
-                    r["Data"],
-                    r["PartitionKey"],
-                ),
-            )
-            for r in body["Records"]
-        ]
+        batches = body.get("Batches")
+        if batches is not None:
+            # Compact answers: stored batches, record i at FirstSequenceNumber + i.
+            records = []
+            for batch in batches:
+                stored = batch["Records"]
+                sequences = decimal_run(int(batch["FirstSequenceNumber"]), len(stored))
+                records += [
+                    new(Record, (sequence, arrival, data, key))
+                    for sequence, (arrival, key, data) in zip(sequences, stored, strict=True)
+                ]
+        else:
+            records = [
+                new(
+                    Record,
+                    (
+                        r["SequenceNumber"],
+                        r["ApproximateArrivalTimestamp"],
+                        r["Data"],
+                        r["PartitionKey"],
+                    ),
+                )
+                for r in body["Records"]
+            ]
         children = body.get("ChildShards")
         return cls(
             records,

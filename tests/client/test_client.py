@@ -223,7 +223,11 @@ async def test_every_method_builds_the_kinesis_request_and_a_typed_result(
                     "StartingSequenceNumber": "5",
                 },
             ),
-            (c.get_records("it", limit=10), "GetRecords", {"ShardIterator": "it", "Limit": 10}),
+            (
+                c.get_records("it", limit=10),
+                "GetRecords",
+                {"ShardIterator": "it", "Limit": 10, "Compact": True},
+            ),
             (
                 c.split_shard("s", "shardId-000000000000", "123"),
                 "SplitShard",

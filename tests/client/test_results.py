@@ -355,3 +355,44 @@ def test_put_records_result_round_trip(body: dict[str, Any]) -> None:
             wire.get("ErrorCode"),
             wire.get("ErrorMessage"),
         )
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, (1 << 128) - 20_000),
+            st.lists(
+                st.tuples(st.integers(0, 1 << 62), st.text(max_size=10), st.binary(max_size=20)),
+                max_size=30,
+            ),
+        ),
+        max_size=5,
+    )
+)
+def test_compact_get_records_give_the_records_of_the_map_form(
+    batches: list[tuple[int, list[tuple[int, str, bytes]]]],
+) -> None:
+    compact = {
+        "Batches": [
+            {"FirstSequenceNumber": str(first), "Records": [list(r) for r in records]}
+            for first, records in batches
+        ],
+        "NextShardIterator": "it",
+        "MillisBehindLatest": 3,
+    }
+    maps = {
+        "Records": [
+            {
+                "SequenceNumber": str(first + i),
+                "ApproximateArrivalTimestamp": arrival,
+                "Data": data,
+                "PartitionKey": key,
+            }
+            for first, records in batches
+            for i, (arrival, key, data) in enumerate(records)
+        ],
+        "NextShardIterator": "it",
+        "MillisBehindLatest": 3,
+    }
+    wire = msgpack.unpackb(msgpack.packb(compact))
+    assert GetRecordsResult.from_wire(wire) == GetRecordsResult.from_wire(maps)
