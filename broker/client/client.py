@@ -23,7 +23,7 @@ from __future__ import annotations
 import gc
 import ssl
 from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, contextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ import trio
 from .. import errors
 from ..errors import ShardlineError
 from ..protocol.codec import CONTENT_TYPE, encode_body
+from .reading import DEFAULT_IDLE_WAIT, Pages, read_pages
 from .results import (
     GetRecordsResult,
     GetShardIteratorResult,
@@ -207,10 +208,13 @@ class Client:
         self, operation: str, body: bytes, *, timeout: float | None = None
     ) -> Response:
         """Like ``call`` with the request map already msgpack-encoded (``encode_body``)."""
-        raw = await self._exchange(operation, body, timeout)
+        raw = await self.exchange(operation, body, timeout=timeout)
         return raise_for_response(raw.status, raw.body)
 
-    async def _exchange(self, operation: str, body: bytes, timeout: float | None) -> RawResponse:
+    async def exchange(
+        self, operation: str, body: bytes, *, timeout: float | None = None
+    ) -> RawResponse:
+        """Send an encoded request; the HTTP status and body as they came, not decoded."""
         if self._transport is None:
             raise RuntimeError("use the Client as `async with Client(...) as client`")
         limit = self.timeout if timeout is None else timeout
@@ -365,7 +369,31 @@ class Client:
         request = kinesis_request(
             shard_iterator=shard_iterator, limit=limit, stream_arn=stream_arn, compact=True
         )
-        raw = await self._exchange("GetRecords", encode_body(request), None)
+        return self.decode_records(await self.exchange("GetRecords", encode_body(request)))
+
+    def read_pages(
+        self,
+        shard_iterator: str,
+        *,
+        limit: int | None = None,
+        idle_wait: float = DEFAULT_IDLE_WAIT,
+    ) -> AbstractAsyncContextManager[Pages]:
+        """``async with client.read_pages(it) as pages: async for page in pages: ...``
+
+        GetRecords pages from ``shard_iterator`` until the end of a closed
+        shard, the next one fetched while the caller handles this one
+        (``broker.client.reading``); after a page that leaves the reader caught
+        up, the next call waits ``idle_wait`` seconds.
+        """
+        return read_pages(self, shard_iterator, limit=limit, idle_wait=idle_wait)
+
+    def decode_wire(self, raw: RawResponse) -> Response:
+        """An answer's map, or its named error raised (the GC paused, as below)."""
+        with gc_paused():
+            return raise_for_response(raw.status, raw.body)
+
+    def decode_records(self, raw: RawResponse) -> GetRecordsResult:
+        """A GetRecords answer (either form) as a result, or its named error raised."""
         # Up to 10,000 records are two containers each: with the cyclic GC running,
         # its young-generation passes (one per 700 allocations) cost a third of the
         # decoding. Nothing built here can form a cycle, so it pauses meanwhile.

@@ -119,6 +119,7 @@ class _CompactRecords(Prepared):
 
     def to_dict(self) -> Response:
         return {
+            **self.rest,
             "Batches": [
                 {
                     "FirstSequenceNumber": str(self.start + b.first_offset),
@@ -126,20 +127,21 @@ class _CompactRecords(Prepared):
                 }
                 for b in self.batches
             ],
-            **self.rest,
         }
 
     def native_body(self) -> bytes:
+        # The small fields first, the batches last: a client can read
+        # NextShardIterator and ask for the next page before it decodes the records.
+        rest = ormsgpack.packb(self.rest)
         parts: list[bytes | memoryview] = [
             bytes([0x80 | (1 + len(self.rest))]),
+            memoryview(rest)[1:],  # the rest's own fixmap header dropped
             _BATCHES_KEY,
             array_header(len(self.batches)),
         ]
         for b in self.batches:
             parts += (_BATCH_HEAD, ormsgpack.packb(str(self.start + b.first_offset)))
             parts += (_RECORDS_KEY, b.payload)
-        rest = ormsgpack.packb(self.rest)
-        parts.append(memoryview(rest)[1:])  # the rest's own fixmap header dropped
         return b"".join(parts)
 
 
