@@ -1,0 +1,127 @@
+"""Microbenchmarks behind the write path's choices: ``python -m bench.micro [NAME ...]``.
+
+Each prints one line per variant; they are for comparing variants in the
+same run on the same machine, not for absolute figures.
+
+- ``md5``: a partition key's MD5 through OpenSSL (``hashlib.md5``) and through
+  CPython's built-in ``_md5``.
+- ``decode``: a 500-record PutRecords body with msgpack's ``unpackb`` and with
+  the codec's ``decode_body`` (msgpack ``skip`` + ormsgpack).
+- ``commit``: durable LMDB commits of one 60 KB value, one every 2 ms.
+- ``route``: ``route()`` of PutRecords bodies on a real log, 16 tasks, no
+  HTTP/2: event-loop CPU per record (the whole write path but the wire).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sys
+import tempfile
+import time
+import timeit
+
+import lmdb
+import msgpack
+import numpy as np
+import trio
+
+from broker.config import BrokerConfig
+from broker.hashing import md5
+from broker.operations import open_broker
+from broker.protocol.codec import decode_body
+from broker.server.metrics import ServerMetrics
+from broker.server.routing import route
+
+RECORDS = 500
+
+
+def _body(seed: int = 1) -> bytes:
+    rng = random.Random(seed)
+    records = [
+        {"Data": rng.randbytes(100), "PartitionKey": f"key-{rng.random()}"} for _ in range(RECORDS)
+    ]
+    body: bytes = msgpack.packb({"StreamName": "s", "Records": records})
+    return body
+
+
+def _per_record(label: str, fn: object, number: int = 300) -> None:
+    seconds = timeit.timeit(fn, number=number)  # type: ignore[arg-type]
+    print(f"{label:40s} {seconds / number / RECORDS * 1e9:8.1f} ns/record")
+
+
+def bench_md5() -> None:
+    keys = [f"key-{random.random()}".encode() for _ in range(RECORDS)]
+    _per_record("hashlib.md5(key).digest()", lambda: [hashlib.md5(k).digest() for k in keys])
+    _per_record("_md5 (broker.hashing.md5)", lambda: [md5(k).digest() for k in keys])
+
+
+def bench_decode() -> None:
+    body = _body()
+    _per_record("msgpack.unpackb", lambda: msgpack.unpackb(body, raw=False, strict_map_key=True))
+    _per_record("decode_body (skip + ormsgpack)", lambda: decode_body(body))
+
+
+def bench_commit(count: int = 3000) -> None:
+    with tempfile.TemporaryDirectory() as path:
+        env = lmdb.open(path, map_size=1 << 32, sync=True, metasync=True)
+        value = os.urandom(60_000)
+        took = []
+        for i in range(count):
+            t0 = time.perf_counter()
+            with env.begin(write=True) as txn:
+                txn.put(i.to_bytes(8, "big"), value)
+            took.append(time.perf_counter() - t0)
+            time.sleep(0.002)
+        env.close()
+    ms = np.asarray(took) * 1e3
+    p50, p90, p99, p999 = np.percentile(ms, [50, 90, 99, 99.9])
+    print(
+        f"durable commit of 60 KB: p50 {p50:.2f} p90 {p90:.2f} p99 {p99:.2f} "
+        f"p99.9 {p999:.2f} max {ms.max():.2f} ms ({count} commits)"
+    )
+
+
+def bench_route(requests: int = 800, tasks: int = 16) -> None:
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as path:
+            async with open_broker(BrokerConfig(data=path)) as broker:
+                await broker.log.create_stream("s", 8)
+                metrics = ServerMetrics()
+                bodies = [_body(seed) for seed in range(64)]
+                send, receive = trio.open_memory_channel[bytes](requests)
+                for i in range(requests):
+                    send.send_nowait(bodies[i % len(bodies)])
+                send.close()
+
+                async def worker() -> None:
+                    async for body in receive:
+                        response = await route(broker, metrics, "POST", "/v1/PutRecords", body)
+                        assert response.status == 200, msgpack.unpackb(response.body)
+
+                cpu0, wall0 = time.thread_time(), time.perf_counter()
+                async with trio.open_nursery() as nursery:
+                    for _ in range(tasks):
+                        nursery.start_soon(worker)
+                cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
+                records = requests * RECORDS
+                print(
+                    f"route() PutRecords: {cpu / records * 1e9:.0f} ns of event-loop CPU "
+                    f"per record, {records / wall:,.0f} records/s"
+                )
+
+    trio.run(main)
+
+
+BENCHES = {"md5": bench_md5, "decode": bench_decode, "commit": bench_commit, "route": bench_route}
+
+
+def main(argv: list[str]) -> None:
+    for name in argv or list(BENCHES):
+        print(f"-- {name}")
+        BENCHES[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
