@@ -5,8 +5,10 @@ This is the one module that sees every package (``broker``, ``consumers``,
 
 - ``shardline serve``: run the broker (``broker.server``) on a data directory.
 - ``shardline streams create|list|describe|delete|split|merge|scale|retention``.
+- ``shardline consumers register|list|describe|deregister``: enhanced fan-out consumers.
 - ``shardline put STREAM``: one record per line of stdin, or ``--data``.
 - ``shardline get STREAM``: records as JSON lines, until caught up.
+- ``shardline subscribe STREAM --consumer NAME``: records pushed to a consumer, as JSON lines.
 - ``shardline bench SCENARIO|all``: benchmarks (``bench/``).
 
 Client commands talk to ``--endpoint`` (default ``http://127.0.0.1:4567``, or
@@ -73,6 +75,20 @@ def _parser() -> argparse.ArgumentParser:
     retention.add_argument("name")
     retention.add_argument("--hours", type=int, required=True)
 
+    consumers = commands.add_parser("consumers", help="register, list, describe stream consumers")
+    consumer_verbs = consumers.add_subparsers(dest="verb", required=True)
+    for verb, text in (
+        ("register", "register a consumer on a stream (enhanced fan-out)"),
+        ("list", "list a stream's consumers"),
+        ("describe", "describe a consumer"),
+        ("deregister", "deregister a consumer"),
+    ):
+        command = consumer_verbs.add_parser(verb, help=text)
+        command.add_argument("stream", help="the stream's name or ARN")
+        if verb != "list":
+            command.add_argument("name", help="the consumer's name")
+        command.add_argument("--json", action="store_true")
+
     put = commands.add_parser("put", help="put records: one per line of stdin, or --data")
     put.add_argument("stream")
     keys = put.add_mutually_exclusive_group()
@@ -93,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--limit", type=int, help="stop after this many records")
 
+    from .cli_subscribe import add_parser as add_subscribe
+
+    add_subscribe(commands)
+
     bench = commands.add_parser("bench", help="run a benchmark scenario, or all of them")
     bench.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -109,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .cli_serve import run_server
 
             return run_server(args)
+        if args.command == "subscribe":
+            from . import cli_subscribe
+
+            return trio.run(cli_subscribe.run, args)
         from . import cli_client
 
         return trio.run(cli_client.run, args)

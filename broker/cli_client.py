@@ -1,4 +1,4 @@
-"""The client commands of ``shardline``: ``streams ...``, ``put`` and ``get``.
+"""The client commands of ``shardline``: ``streams ...``, ``consumers ...``, ``put`` and ``get``.
 
 Each command is one async function over a ``Client`` and its typed results;
 output is a table for people, or JSON lines with ``--json`` (``put`` and
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
-from .client import Client, Shard
+from .client import Client, Consumer, ConsumerDescription, Shard
 from .errors import InvalidArgumentError
 
 #: PutRecords limits: records per request, and bytes of data plus keys per request.
@@ -30,6 +30,8 @@ async def run(args: argparse.Namespace) -> int:
     async with Client(args.endpoint) as client:
         if args.command == "streams":
             return await STREAM_VERBS[args.verb](client, args)
+        if args.command == "consumers":
+            return await CONSUMER_VERBS[args.verb](client, args)
         if args.command == "put":
             return await put(client, args, sys.stdin, sys.stdout)
         if args.command == "get":
@@ -162,6 +164,92 @@ STREAM_VERBS = {
     "merge": _merge,
     "scale": _scale,
     "retention": _retention,
+}
+
+
+# -- consumers ------------------------------------------------------------------
+
+
+async def _stream_arn(client: Client, stream: str) -> str:
+    """A stream given by name or ARN, as its ARN (consumer operations take only ARNs)."""
+    if stream.startswith("arn:"):
+        return stream
+    return (await client.describe_stream_summary(stream)).stream_arn
+
+
+def _consumer_json(consumer: Consumer | ConsumerDescription) -> dict[str, Any]:
+    """A consumer with Kinesis' field names, times in milliseconds as on the wire."""
+    out: dict[str, Any] = {
+        "ConsumerName": consumer.consumer_name,
+        "ConsumerARN": consumer.consumer_arn,
+        "ConsumerStatus": consumer.consumer_status,
+        "ConsumerCreationTimestamp": consumer.consumer_creation_timestamp,
+    }
+    if isinstance(consumer, ConsumerDescription):
+        out["StreamARN"] = consumer.stream_arn
+    return out
+
+
+def _created(consumer: Consumer | ConsumerDescription) -> str:
+    return consumer.created.isoformat(timespec="seconds")
+
+
+async def _register_consumer(client: Client, args: argparse.Namespace) -> int:
+    consumer = await client.register_stream_consumer(
+        await _stream_arn(client, args.stream), args.name
+    )
+    if args.json:
+        print(json.dumps({"Consumer": _consumer_json(consumer)}))
+    else:
+        print(f"registered {consumer.consumer_name} on {args.stream}: {consumer.consumer_arn}")
+    return 0
+
+
+async def _list_consumers(client: Client, args: argparse.Namespace) -> int:
+    stream_arn = await _stream_arn(client, args.stream)
+    page = await client.list_stream_consumers(stream_arn)
+    consumers = list(page.consumers)
+    while page.next_token:
+        page = await client.list_stream_consumers(stream_arn, next_token=page.next_token)
+        consumers.extend(page.consumers)
+    if args.json:
+        print(json.dumps({"Consumers": [_consumer_json(c) for c in consumers]}))
+    elif not consumers:
+        print("(no consumers)")
+    else:
+        rows = [
+            [c.consumer_name, c.consumer_status, _created(c), c.consumer_arn] for c in consumers
+        ]
+        print(_table(rows, ["consumer", "status", "created", "ARN"]))
+    return 0
+
+
+async def _describe_consumer(client: Client, args: argparse.Namespace) -> int:
+    stream_arn = await _stream_arn(client, args.stream)
+    consumer = await client.describe_stream_consumer(stream_arn, args.name)
+    if args.json:
+        print(json.dumps({"ConsumerDescription": _consumer_json(consumer)}))
+    else:
+        print(f"{consumer.consumer_name}  {consumer.consumer_status}  created {_created(consumer)}")
+        print(f"ARN     {consumer.consumer_arn}")
+        print(f"stream  {consumer.stream_arn}")
+    return 0
+
+
+async def _deregister_consumer(client: Client, args: argparse.Namespace) -> int:
+    await client.deregister_stream_consumer(await _stream_arn(client, args.stream), args.name)
+    if args.json:
+        print(json.dumps({}))
+    else:
+        print(f"deregistered {args.name} from {args.stream}")
+    return 0
+
+
+CONSUMER_VERBS = {
+    "register": _register_consumer,
+    "list": _list_consumers,
+    "describe": _describe_consumer,
+    "deregister": _deregister_consumer,
 }
 
 

@@ -42,6 +42,20 @@ class BrokerConfig:
     #: Optional per-shard GetRecords limits (Kinesis: 5 calls/s and 2 MiB/s); 0 = off.
     shard_read_calls_per_s: int = 0
     shard_read_bytes_per_s: int = 0
+    #: Registered consumers (enhanced fan-out) per stream (Kinesis: 20).
+    max_consumers_per_stream: int = 20
+    #: SubscribeToShard: a heartbeat event after this long without records.
+    subscription_heartbeat_s: float = 1.0
+    #: SubscribeToShard: a subscription ends cleanly after this long (Kinesis: 300 s).
+    subscription_lifetime_s: float = 300.0
+    #: SubscribeToShard: a second subscription for a (consumer, shard) within this is refused.
+    subscription_takeover_window_s: float = 5.0
+    #: Encoded push events kept in memory per subscribed shard for subscribers at the tail.
+    fanout_tail_bytes: int = 8 * 1024 * 1024
+    #: Bytes that lagging subscriptions' LMDB reads may hold at once, all together.
+    fanout_budget_bytes: int = 256 * 1024 * 1024
+    #: Optional rate per consumer per shard in bytes/s (Kinesis: 2 MiB/s); 0 = off.
+    subscription_rate_bytes_per_s: int = 0
     #: Server limits.
     max_connections: int = 1024
     max_concurrent_streams: int = 256

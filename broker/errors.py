@@ -47,13 +47,6 @@ class CorruptBatchError(InternalFailureError):
     retriable = False
 
 
-class DataDirectoryLockedError(ShardlineError):
-    """Another process has the data directory open."""
-
-    wire_name = "ResourceInUseException"
-    http_status = 400
-
-
 class SerializationError(ShardlineError):
     """The request body could not be decoded (not msgpack, or not a map)."""
 
@@ -74,6 +67,10 @@ class ResourceNotFoundError(ShardlineError):
 class ResourceInUseError(ShardlineError):
     wire_name = "ResourceInUseException"
     http_status = 400
+
+
+class DataDirectoryLockedError(ResourceInUseError):
+    """Another process has the data directory open."""
 
 
 class InvalidArgumentError(ShardlineError):

@@ -196,3 +196,22 @@ class Checkpoint:
     lease_counter: int | None
     shard_end: bool = False
     updated_ms: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A consumer registered on a stream incarnation for enhanced fan-out.
+
+    Registration is synchronous, so a consumer that exists is ``ACTIVE``. Its
+    ARN ends in ``created_s``: a consumer registered again under the same name
+    is created in a later second (the log sees to it), so it gets a new ARN.
+    """
+
+    stream_incarnation: int
+    name: str
+    created_ms: int
+
+    @property
+    def created_s(self) -> int:
+        """The creation time in whole seconds since the epoch, as its ARN carries it."""
+        return self.created_ms // 1000

@@ -35,9 +35,15 @@ from ..errors import ShardlineError
 from ..protocol.codec import CONTENT_TYPE, encode_body
 from .reading import DEFAULT_IDLE_WAIT, Pages, read_pages
 from .results import (
+    CheckpointInfo,
+    Consumer,
+    ConsumerDescription,
     GetRecordsResult,
     GetShardIteratorResult,
+    LeaseInfo,
+    ListLeasesResult,
     ListShardsResult,
+    ListStreamConsumersResult,
     ListStreamsResult,
     PutRecordResult,
     PutRecordsResult,
@@ -45,6 +51,7 @@ from .results import (
     StreamDescriptionSummary,
     UpdateShardCountResult,
 )
+from .streaming import ShardEvents, subscribe_to_shard
 from .transport import H2Transport, RawResponse, RequestTimeoutError
 
 Request = dict[str, Any]
@@ -148,6 +155,22 @@ def _stream_description(body: Response) -> StreamDescription:
 
 def _stream_description_summary(body: Response) -> StreamDescriptionSummary:
     return StreamDescriptionSummary.from_wire(body["StreamDescriptionSummary"])
+
+
+def _consumer(body: Response) -> Consumer:
+    return Consumer.from_wire(body["Consumer"])
+
+
+def _consumer_description(body: Response) -> ConsumerDescription:
+    return ConsumerDescription.from_wire(body["ConsumerDescription"])
+
+
+def _lease(body: Response) -> LeaseInfo:
+    return LeaseInfo.from_wire(body["Lease"])
+
+
+def _checkpoint(body: Response) -> CheckpointInfo:
+    return CheckpointInfo.from_wire(body["Checkpoint"])
 
 
 class Client:
@@ -387,6 +410,27 @@ class Client:
         """
         return read_pages(self, shard_iterator, limit=limit, idle_wait=idle_wait)
 
+    def subscribe_to_shard(
+        self,
+        consumer_arn: str,
+        shard_id: str,
+        starting_position: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> AbstractAsyncContextManager[ShardEvents]:
+        """``async with client.subscribe_to_shard(arn, shard, {"Type": ...}) as events:``
+
+        One push subscription: its events as they arrive (``broker.client.streaming``),
+        on a connection of their own. ``timeout`` bounds the wait for the answer,
+        not the subscription. Resubscribing is ``consumers.subscriber``'s job.
+        """
+        if self._transport is None:
+            raise RuntimeError("use the Client as `async with Client(...) as client`")
+        limit = self.timeout if timeout is None else timeout
+        return subscribe_to_shard(
+            self, self._transport, consumer_arn, shard_id, starting_position, timeout=limit
+        )
+
     def decode_wire(self, raw: RawResponse) -> Response:
         """An answer's map, or its named error raised (the GC paused, as below)."""
         with gc_paused():
@@ -477,3 +521,189 @@ class Client:
             retention_period_hours=retention_period_hours,
         )
         await self.call("DecreaseStreamRetentionPeriod", request)
+
+    async def register_stream_consumer(
+        self, stream_arn: str, consumer_name: str, *, tags: dict[str, str] | None = None
+    ) -> Consumer:
+        """Register a consumer for enhanced fan-out; it is ``ACTIVE`` when this returns."""
+        request = kinesis_request(stream_arn=stream_arn, consumer_name=consumer_name, tags=tags)
+        body = await self.call("RegisterStreamConsumer", request)
+        return parse_response("RegisterStreamConsumer", _consumer, body)
+
+    async def deregister_stream_consumer(
+        self,
+        stream_arn: str | None = None,
+        consumer_name: str | None = None,
+        *,
+        consumer_arn: str | None = None,
+    ) -> None:
+        """Remove a consumer named by ``consumer_arn``, or ``stream_arn`` + ``consumer_name``."""
+        request = kinesis_request(
+            stream_arn=stream_arn, consumer_name=consumer_name, consumer_arn=consumer_arn
+        )
+        await self.call("DeregisterStreamConsumer", request)
+
+    async def describe_stream_consumer(
+        self,
+        stream_arn: str | None = None,
+        consumer_name: str | None = None,
+        *,
+        consumer_arn: str | None = None,
+    ) -> ConsumerDescription:
+        request = kinesis_request(
+            stream_arn=stream_arn, consumer_name=consumer_name, consumer_arn=consumer_arn
+        )
+        body = await self.call("DescribeStreamConsumer", request)
+        return parse_response("DescribeStreamConsumer", _consumer_description, body)
+
+    async def list_stream_consumers(
+        self,
+        stream_arn: str,
+        *,
+        next_token: str | None = None,
+        max_results: int | None = None,
+        stream_creation_timestamp: int | None = None,
+    ) -> ListStreamConsumersResult:
+        request = kinesis_request(
+            stream_arn=stream_arn,
+            next_token=next_token,
+            max_results=max_results,
+            stream_creation_timestamp=stream_creation_timestamp,
+        )
+        body = await self.call("ListStreamConsumers", request)
+        return parse_response("ListStreamConsumers", ListStreamConsumersResult.from_wire, body)
+
+    # -- leases and checkpoints (shardline operations; docs/protocol.md) ----------
+
+    async def acquire_lease(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        shard_id: str,
+        owner: str,
+        duration_millis: int,
+        *,
+        stream_arn: str | None = None,
+    ) -> LeaseInfo:
+        """Take a shard's lease for an application: free, expired, or already ``owner``'s.
+
+        Held by another owner: ``ResourceInUseError`` naming the holder and expiry.
+        """
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            shard_id=shard_id,
+            owner=owner,
+            duration_millis=duration_millis,
+        )
+        body = await self.call("AcquireLease", request)
+        return parse_response("AcquireLease", _lease, body)
+
+    async def renew_lease(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        shard_id: str,
+        owner: str,
+        lease_counter: int,
+        duration_millis: int,
+        *,
+        stream_arn: str | None = None,
+    ) -> LeaseInfo:
+        """Extend a lease ``owner`` still holds under ``lease_counter``; else ``LeaseLostError``."""
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            shard_id=shard_id,
+            owner=owner,
+            lease_counter=lease_counter,
+            duration_millis=duration_millis,
+        )
+        body = await self.call("RenewLease", request)
+        return parse_response("RenewLease", _lease, body)
+
+    async def release_lease(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        shard_id: str,
+        owner: str,
+        lease_counter: int,
+        *,
+        stream_arn: str | None = None,
+    ) -> LeaseInfo:
+        """Give a lease up (its counter stays); ``LeaseLostError`` if it was no longer ours."""
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            shard_id=shard_id,
+            owner=owner,
+            lease_counter=lease_counter,
+        )
+        body = await self.call("ReleaseLease", request)
+        return parse_response("ReleaseLease", _lease, body)
+
+    async def list_leases(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        *,
+        stream_arn: str | None = None,
+        max_results: int | None = None,
+        next_token: str | None = None,
+    ) -> ListLeasesResult:
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            max_results=max_results,
+            next_token=next_token,
+        )
+        body = await self.call("ListLeases", request)
+        return parse_response("ListLeases", ListLeasesResult.from_wire, body)
+
+    async def set_checkpoint(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        shard_id: str,
+        sequence_number: str,
+        *,
+        lease_counter: int | None = None,
+        stream_arn: str | None = None,
+    ) -> CheckpointInfo:
+        """Record the last processed record (or ``"SHARD_END"``), fenced by ``lease_counter``.
+
+        A counter that is no longer the lease's: ``LeaseLostError``.
+        """
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            shard_id=shard_id,
+            sequence_number=sequence_number,
+            lease_counter=lease_counter,
+        )
+        body = await self.call("SetCheckpoint", request)
+        return parse_response("SetCheckpoint", _checkpoint, body)
+
+    async def get_checkpoint(
+        self,
+        stream_name: str | None,
+        application_name: str,
+        shard_id: str,
+        *,
+        stream_arn: str | None = None,
+    ) -> CheckpointInfo:
+        """The shard's checkpoint for the application; ``ResourceNotFoundError`` if none."""
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            application_name=application_name,
+            shard_id=shard_id,
+        )
+        body = await self.call("GetCheckpoint", request)
+        return parse_response("GetCheckpoint", _checkpoint, body)

@@ -432,3 +432,137 @@ class GetRecordsResult:
             body["MillisBehindLatest"],
             [] if not children else [ChildShard.from_wire(c) for c in children],
         )
+
+
+# -- consumers (enhanced fan-out) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A registered consumer (``RegisterStreamConsumer``, ``ListStreamConsumers``)."""
+
+    consumer_name: str
+    consumer_arn: str
+    consumer_status: str
+    #: Integer milliseconds since the epoch, as on the wire; ``created`` as a ``datetime``.
+    consumer_creation_timestamp: int
+
+    @property
+    def created(self) -> datetime:
+        return datetime_from_ms(self.consumer_creation_timestamp)
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls(
+            body["ConsumerName"],
+            body["ConsumerARN"],
+            body["ConsumerStatus"],
+            body["ConsumerCreationTimestamp"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerDescription:
+    """``DescribeStreamConsumer``: a consumer and the ARN of its stream."""
+
+    consumer_name: str
+    consumer_arn: str
+    consumer_status: str
+    consumer_creation_timestamp: int
+    stream_arn: str
+
+    @property
+    def created(self) -> datetime:
+        return datetime_from_ms(self.consumer_creation_timestamp)
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        """From the ``ConsumerDescription`` map (the response's only field)."""
+        return cls(
+            body["ConsumerName"],
+            body["ConsumerARN"],
+            body["ConsumerStatus"],
+            body["ConsumerCreationTimestamp"],
+            body["StreamARN"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListStreamConsumersResult:
+    consumers: list[Consumer]
+    next_token: str | None = None
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls([Consumer.from_wire(c) for c in body["Consumers"]], body.get("NextToken"))
+
+
+# -- leases and checkpoints ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """A lease as ``AcquireLease``, ``RenewLease``, ``ReleaseLease`` and ``ListLeases`` give it.
+
+    ``owner`` is empty once the lease was released; ``held`` says whether it
+    had an owner and had not expired when the broker answered. Checkpoints and
+    renewals carry ``lease_counter``.
+    """
+
+    shard_id: str
+    application_name: str
+    owner: str
+    lease_counter: int
+    expires_at: int
+    held: bool
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls(
+            body["ShardId"],
+            body["ApplicationName"],
+            body["Owner"],
+            body["LeaseCounter"],
+            body["ExpiresAt"],
+            body["Held"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListLeasesResult:
+    leases: list[LeaseInfo]
+    next_token: str | None = None
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls([LeaseInfo.from_wire(x) for x in body["Leases"]], body.get("NextToken"))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointInfo:
+    """Where an application got to in a shard: resume AFTER ``sequence_number``.
+
+    ``sequence_number`` is ``"SHARD_END"`` once the shard was processed to its
+    end; ``lease_counter`` is the counter the checkpoint was written under, if
+    any.
+    """
+
+    shard_id: str
+    application_name: str
+    sequence_number: str
+    updated_at: int
+    lease_counter: int | None = None
+
+    @property
+    def shard_end(self) -> bool:
+        return self.sequence_number == "SHARD_END"
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls(
+            body["ShardId"],
+            body["ApplicationName"],
+            body["SequenceNumber"],
+            body["UpdatedAt"],
+            body.get("LeaseCounter"),
+        )

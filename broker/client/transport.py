@@ -8,11 +8,30 @@ parks on its stream's event until ``WindowUpdated``); response bodies are
 buffered per stream up to ``max_response_bytes`` and acknowledged as they are
 buffered. When the connection is lost every pending request fails with
 ``ConnectionLostError`` (retriable) and the next request reconnects.
+
+**Streamed responses** (``H2Transport.stream``: SubscribeToShard's push
+events) are read as they arrive, and flow control reaches from the broker's
+sending task to the application. They travel on a second connection of their
+own, opened on first use, whose ``SETTINGS_INITIAL_WINDOW_SIZE`` is the
+per-stream buffer bound (``stream_buffer_bytes``, default 1 MiB): the broker
+may send a stream at most that much beyond what the application took. A
+received chunk waits in its stream's queue and is acknowledged (a
+``WINDOW_UPDATE`` of the stream, once half a window was taken) only when the
+application takes it, so a reader that stops reading closes its stream's
+window and the broker's sender for it parks, while every other stream goes
+on. The *connection's* window is given back as soon as data arrives (in
+batches of ``CONNECTION_CREDIT``): otherwise a few stalled readers would hold
+the whole connection window and stop the others. The separate connection keeps
+the request path as it was (its streams keep their 16 MiB windows) and keeps
+pushed data from queueing in front of request/response traffic on one socket.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -34,6 +53,13 @@ STREAM_WINDOW = 16 * MIB
 CONNECTION_WINDOW = 64 * MIB
 MAX_FRAME_SIZE = 1 * MIB
 READ_SIZE = 256 * 1024
+#: A streamed response's default buffer bound: its stream's flow-control window.
+STREAM_BUFFER = 1 * MIB
+#: The HTTP/2 bounds of a stream window (RFC 9113 section 6.9.2).
+DEFAULT_WINDOW = 65_535
+MAX_WINDOW = (1 << 31) - 1
+#: The connection-level window of streamed data is given back in batches of this.
+CONNECTION_CREDIT = 1 * MIB
 
 
 class ConnectionLostError(ShardlineError):
@@ -60,6 +86,24 @@ class _Pending:
     error: ShardlineError | None = None
 
 
+@dataclass(eq=False)
+class _Streaming(_Pending):
+    """A streamed response: chunks received and not yet taken, with their flow-controlled lengths.
+
+    ``readable`` is set by the read loop whenever the reader may have
+    something new to look at (headers, data, the end, an error); the reader
+    replaces it with a fresh event before it waits.
+    """
+
+    readable: trio.Event = field(default_factory=trio.Event)
+    headers_received: bool = False
+    content_type: str = ""
+    queue: deque[tuple[bytes, int]] = field(default_factory=deque)
+    buffered: int = 0
+    #: Taken by the application and not yet granted back to the broker (WINDOW_UPDATE).
+    taken: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class RawResponse:
     status: int
@@ -67,7 +111,13 @@ class RawResponse:
 
 
 class _Connection:
-    def __init__(self, stream: trio.abc.Stream, authority: str, scheme: str) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        authority: str,
+        scheme: str,
+        stream_window: int = STREAM_WINDOW,
+    ) -> None:
         self.stream = stream
         self.authority = authority.encode()
         self.scheme = scheme.encode()
@@ -79,9 +129,12 @@ class _Connection:
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
             },
         )
+        self.stream_window = stream_window
+        #: Streamed data received whose connection-level window is not yet given back.
+        self.connection_credit = 0
         self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
         self.send_lock = trio.Lock()
         self.pending: dict[int, _Pending] = {}
@@ -126,6 +179,8 @@ class _Connection:
                 pending.error = ConnectionLostError(reason)
             pending.done.set()
             pending.window_open.set()
+            if isinstance(pending, _Streaming):
+                pending.readable.set()
         self.slot_free.set()
 
     async def read_loop(self, max_response_bytes: int) -> None:
@@ -158,7 +213,17 @@ class _Connection:
                 for name, value in event.headers or ():
                     if name == b":status":
                         pending.status = int(value)
+                if isinstance(pending, _Streaming):
+                    pending.headers_received = True
+                    for name, value in event.headers or ():
+                        if name == b"content-type":
+                            pending.content_type = bytes(value).decode("latin-1")
+                    pending.readable.set()
         elif isinstance(event, h2.events.DataReceived):
+            streaming = self.pending.get(event.stream_id)
+            if isinstance(streaming, _Streaming):
+                self._on_streamed_data(streaming, event)
+                return
             length = event.flow_controlled_length or 0
             if length:
                 self.h2.acknowledge_received_data(length, event.stream_id)
@@ -202,6 +267,41 @@ class _Connection:
             pending.error = error
             pending.done.set()
             pending.window_open.set()
+            if isinstance(pending, _Streaming):
+                pending.readable.set()
+
+    def _on_streamed_data(self, pending: _Streaming, event: h2.events.DataReceived) -> None:
+        """Queue a streamed chunk; only the connection's share of its window is given back now."""
+        length = event.flow_controlled_length or 0
+        if length:
+            self.connection_credit += length
+            if self.connection_credit >= CONNECTION_CREDIT:
+                self.h2.increment_flow_control_window(self.connection_credit)
+                self.connection_credit = 0
+        data = event.data or b""
+        if data or length:
+            pending.queue.append((data, length))
+            pending.buffered += len(data)
+            pending.readable.set()
+
+    def take(self, stream_id: int, pending: _Streaming, length: int) -> None:
+        """The application took ``length`` flow-controlled bytes: grant them back when due.
+
+        Like h2's own acknowledgement, credit goes back once half a window was
+        taken, so a fast reader costs one WINDOW_UPDATE per half window.
+        """
+        pending.taken += length
+        if pending.taken < self.stream_window // 2 or pending.done.is_set() or not self.alive:
+            return
+        state = self.h2.streams.get(stream_id)
+        if state is None or state.closed:
+            return
+        try:
+            self.h2.increment_flow_control_window(pending.taken, stream_id)
+        except h2.exceptions.ProtocolError:
+            return  # the stream or connection is closing: nothing left to grant
+        pending.taken = 0
+        self.output_ready.set()
 
     async def request(
         self, path: str, body: bytes, content_type: str, method: str = "POST"
@@ -241,6 +341,59 @@ class _Connection:
             raise pending.error
         return RawResponse(pending.status, b"".join(pending.chunks))
 
+    async def open_stream(
+        self, path: str, body: bytes, content_type: str, method: str = "POST"
+    ) -> tuple[int, _Streaming]:
+        """Send a request and wait for its response's headers; the body is read later.
+
+        The caller owns the stream from here and must ``close_stream`` it.
+        """
+        while self.alive and (
+            self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
+        ):
+            self.slot_free = trio.Event()
+            await self.slot_free.wait()
+        if not self.alive:
+            raise ConnectionLostError("the connection to the broker is closed")
+        stream_id = self.h2.get_next_available_stream_id()
+        pending = _Streaming()
+        self.pending[stream_id] = pending
+        try:
+            headers = [
+                (b":method", method.encode()),
+                (b":scheme", self.scheme),
+                (b":authority", self.authority),
+                (b":path", path.encode()),
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            self.h2.send_headers(stream_id, headers, end_stream=not body)
+            await self._send_body(stream_id, pending, body)
+            while not pending.headers_received and not pending.done.is_set():
+                pending.readable = trio.Event()
+                await pending.readable.wait()
+            if not pending.headers_received and pending.error is not None:
+                raise pending.error
+        except BaseException:
+            self.close_stream(stream_id, pending)
+            raise
+        return stream_id, pending
+
+    def close_stream(self, stream_id: int, pending: _Streaming) -> None:
+        """Forget a streamed response; reset its stream (CANCEL) if the broker is still sending."""
+        if self.pending.get(stream_id) is pending:
+            del self.pending[stream_id]
+            self.slot_free.set()
+        if self.alive and not pending.done.is_set():
+            pending.done.set()
+            state = self.h2.streams.get(stream_id)
+            if state is not None and not state.closed:
+                try:
+                    self.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+                except h2.exceptions.ProtocolError:
+                    return
+                self.output_ready.set()  # the write loop sends the RST_STREAM
+
     async def _send_body(self, stream_id: int, pending: _Pending, body: bytes) -> None:
         view = memoryview(body)
         sent = 0
@@ -268,6 +421,86 @@ class _Connection:
         await self.flush()
 
 
+class StreamedResponse:
+    """A response whose body arrives over time (``H2Transport.stream``).
+
+    ``status`` and ``content_type`` are known on entry; the body comes as
+    ``await response.receive_some()`` (``b""`` once it ended) or ``async for
+    chunk in response``. Taking a chunk is what lets the broker send more:
+    at most the stream's buffer bound waits here unread. Once the connection
+    is lost, the chunks that arrived before are still given, then
+    ``ConnectionLostError`` (retriable) is raised; a stream the broker reset
+    raises it too.
+    """
+
+    def __init__(self, connection: _Connection, stream_id: int, pending: _Streaming) -> None:
+        self._connection = connection
+        self._stream_id = stream_id
+        self._pending = pending
+        self._closed = False
+
+    @property
+    def status(self) -> int:
+        return self._pending.status
+
+    @property
+    def content_type(self) -> str:
+        return self._pending.content_type
+
+    def statistics(self) -> dict[str, int]:
+        """Bytes and chunks received and not yet taken (at most the buffer bound)."""
+        pending = self._pending
+        return {"buffered_bytes": pending.buffered, "buffered_chunks": len(pending.queue)}
+
+    async def receive_some(self) -> bytes:
+        """The body's next chunk, as received; ``b""`` once the body ended.
+
+        Cancelled, it takes nothing: the chunk stays for the next call.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            chunk = self.receive_nowait()
+            if chunk is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return chunk
+            self._pending.readable = trio.Event()
+            await self._pending.readable.wait()
+
+    def receive_nowait(self) -> bytes | None:
+        """The next chunk if one is here (``b""`` at the end), else ``None``."""
+        if self._closed:
+            raise trio.ClosedResourceError("the streamed response was closed")
+        pending = self._pending
+        queue = pending.queue
+        while queue:
+            data, length = queue.popleft()
+            pending.buffered -= len(data)
+            if length:
+                self._connection.take(self._stream_id, pending, length)
+            if data:
+                return data
+        if pending.done.is_set():
+            if pending.error is not None:
+                raise pending.error
+            return b""
+        return None
+
+    def __aiter__(self) -> StreamedResponse:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self.receive_some()
+        if not chunk:
+            raise StopAsyncIteration
+        return chunk
+
+    def close(self) -> None:
+        """Stop reading: reset the stream (CANCEL) if the body has not ended."""
+        if not self._closed:
+            self._closed = True
+            self._connection.close_stream(self._stream_id, self._pending)
+
+
 class H2Transport:
     """One HTTP/2 connection to ``endpoint``, reopened on the next call after a loss."""
 
@@ -278,6 +511,7 @@ class H2Transport:
         *,
         ssl_context: ssl.SSLContext | None = None,
         max_response_bytes: int = 64 * MIB,
+        stream_buffer_bytes: int = STREAM_BUFFER,
     ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -292,7 +526,15 @@ class H2Transport:
             ssl_context = ssl.create_default_context()
             ssl_context.set_alpn_protocols(["h2"])
         self.ssl_context = ssl_context if parts.scheme == "https" else None
+        if not DEFAULT_WINDOW <= stream_buffer_bytes <= MAX_WINDOW:
+            raise ValueError(
+                f"stream_buffer_bytes must be {DEFAULT_WINDOW} to {MAX_WINDOW}: "
+                f"{stream_buffer_bytes}"
+            )
+        self.stream_buffer_bytes = stream_buffer_bytes
         self._connection: _Connection | None = None
+        #: The connection of streamed responses (``stream``), opened on first use.
+        self._streaming: _Connection | None = None
         self._connect_lock = trio.Lock()
 
     async def _connected(self) -> _Connection:
@@ -300,24 +542,33 @@ class H2Transport:
             connection = self._connection
             if connection is not None and connection.alive:
                 return connection
-            try:
-                stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
-                if self.ssl_context is not None:
-                    ssl_stream = trio.SSLStream(
-                        stream, self.ssl_context, server_hostname=self.host, https_compatible=True
-                    )
-                    await ssl_stream.do_handshake()
-                    stream = ssl_stream
-                connection = _Connection(stream, self.authority, self.scheme)
-                await connection.start()
-            except (OSError, trio.BrokenResourceError) as exc:
-                raise ConnectionLostError(
-                    f"cannot connect to {self.host}:{self.port}: {exc}"
-                ) from exc
-            self.nursery.start_soon(connection.read_loop, self.max_response_bytes)
-            self.nursery.start_soon(connection.write_loop)
-            self._connection = connection
+            connection = self._connection = await self._open(STREAM_WINDOW)
             return connection
+
+    async def _streaming_connected(self) -> _Connection:
+        async with self._connect_lock:
+            connection = self._streaming
+            if connection is not None and connection.alive:
+                return connection
+            connection = self._streaming = await self._open(self.stream_buffer_bytes)
+            return connection
+
+    async def _open(self, stream_window: int) -> _Connection:
+        try:
+            stream: trio.abc.Stream = await trio.open_tcp_stream(self.host, self.port)
+            if self.ssl_context is not None:
+                ssl_stream = trio.SSLStream(
+                    stream, self.ssl_context, server_hostname=self.host, https_compatible=True
+                )
+                await ssl_stream.do_handshake()
+                stream = ssl_stream
+            connection = _Connection(stream, self.authority, self.scheme, stream_window)
+            await connection.start()
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise ConnectionLostError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        self.nursery.start_soon(connection.read_loop, self.max_response_bytes)
+        self.nursery.start_soon(connection.write_loop)
+        return connection
 
     async def request(
         self, path: str, body: bytes, content_type: str, method: str = "POST"
@@ -331,19 +582,47 @@ class H2Transport:
         except h2.exceptions.ProtocolError as exc:
             raise ConnectionLostError(f"HTTP/2 error: {exc}") from exc
 
+    @asynccontextmanager
+    async def stream(
+        self, path: str, body: bytes, content_type: str, method: str = "POST"
+    ) -> AsyncIterator[StreamedResponse]:
+        """``async with transport.stream(path, body, type) as response``: a body read as it comes.
+
+        Entered once the response's headers arrived (``response.status``);
+        leaving the block before the body ended resets the stream (CANCEL).
+        Streams share a connection of their own (module docstring).
+        """
+        connection = await self._streaming_connected()
+        try:
+            stream_id, pending = await connection.open_stream(path, body, content_type, method)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            connection.fail_all("the connection failed while sending")
+            raise ConnectionLostError(f"the connection failed while sending: {exc}") from exc
+        except h2.exceptions.ProtocolError as exc:
+            raise ConnectionLostError(f"HTTP/2 error: {exc}") from exc
+        response = StreamedResponse(connection, stream_id, pending)
+        try:
+            yield response
+        finally:
+            response.close()
+
     async def aclose(self) -> None:
-        connection = self._connection
-        self._connection = None
-        if connection is not None and connection.alive:
-            connection.alive = False
-            try:
-                connection.h2.close_connection()
-                await connection.flush()
-            except (
-                trio.BrokenResourceError,
-                trio.ClosedResourceError,
-                h2.exceptions.ProtocolError,
-            ):
-                pass
-            connection.fail_all("the client closed")
-            await trio.aclose_forcefully(connection.stream)
+        for connection in (self._connection, self._streaming):
+            if connection is not None and connection.alive:
+                await self._close(connection)
+        self._connection = self._streaming = None
+
+    @staticmethod
+    async def _close(connection: _Connection) -> None:
+        connection.alive = False
+        try:
+            connection.h2.close_connection()
+            await connection.flush()
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            h2.exceptions.ProtocolError,
+        ):
+            pass
+        connection.fail_all("the client closed")
+        await trio.aclose_forcefully(connection.stream)

@@ -29,7 +29,7 @@ import lmdb
 
 from ..errors import DataDirectoryLockedError, StorageFullError
 
-DATABASES = ("meta", "streams", "batches", "tails", "checkpoints", "leases")
+DATABASES = ("meta", "streams", "batches", "tails", "checkpoints", "leases", "consumers")
 
 
 @dataclass(frozen=True, slots=True)

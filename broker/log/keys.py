@@ -5,16 +5,20 @@ database        key                                              value
 ==============  ===============================================  =========================
 ``meta``        ``b"incarnation"``                               u32: last incarnation
 ``meta``        ``b"drop" + inc u32``                            b"": data to delete
+``meta``        ``b"consumer-floor"``                            u64: least creation ms
+                                                                 of the next consumer
 ``streams``     ``inc u32``                                      msgpack stream record
 ``batches``     ``inc u32 + shard u32 + first offset u64``       batch (``batch.py``)
 ``tails``       ``inc u32 + shard u32``                          msgpack [next offset,
                                                                  last arrival ms]
 ``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``   msgpack checkpoint
 ``leases``      ``inc u32 + application utf-8 + 0x00 + shard``   msgpack lease
+``consumers``   ``inc u32 + consumer name utf-8``                msgpack [creation ms]
 ==============  ===============================================  =========================
 
 Every key of a stream starts with its incarnation, so deleting a stream's data
-is a walk over one key prefix per database.
+is a walk over one key prefix per database. A stream's consumers, keyed by
+name, are listed in name order by a walk over its prefix.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ _INC = struct.Struct(">I")
 _SHARD = struct.Struct(">II")
 _BATCH = struct.Struct(">IIQ")
 
+#: The largest shard index a key can hold (u32).
+MAX_SHARD_INDEX = 0xFFFF_FFFF
+
 INCARNATION_KEY = b"incarnation"
 DROP_PREFIX = b"drop"
+CONSUMER_FLOOR_KEY = b"consumer-floor"
 
 
 def incarnation(inc: int) -> bytes:
@@ -59,3 +67,11 @@ def application_prefix(inc: int, app: str) -> bytes:
 
 def application_shard(key: bytes) -> int:
     return int(_INC.unpack(key[-4:])[0])
+
+
+def consumer(inc: int, name: str) -> bytes:
+    return _INC.pack(inc) + name.encode()
+
+
+def consumer_name(key: bytes) -> str:
+    return bytes(key[4:]).decode()

@@ -16,7 +16,9 @@ Stored values (msgpack arrays)::
     checkpoint  [offset or None, lease counter or None, shard_end, updated_ms]
 
 The write functions run inside a ``Commit`` (the writer thread); the read
-functions inside a read transaction.
+functions inside a read transaction. An application's leases on one stream
+incarnation are one key range (``keys.application_prefix``; application names
+hold no 0x00), listed in shard order by ``list_leases``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,31 @@ def decode_lease(inc: int, app: str, index: int, raw: Any) -> Lease:
 def decode_checkpoint(inc: int, app: str, index: int, raw: Any) -> Checkpoint:
     offset, counter, shard_end, updated = msgpack.unpackb(raw)
     return Checkpoint(inc, app, index, offset, counter, shard_end, updated)
+
+
+def list_leases(
+    txn: Any, db: Any, inc: int, app: str, *, after: int = -1, limit: int | None = None
+) -> list[Lease]:
+    """The leases of ``app`` on incarnation ``inc`` with a shard index above ``after``.
+
+    In shard order, at most ``limit`` of them; ``txn`` is a read (or write)
+    transaction, ``db`` the ``leases`` database.
+    """
+    prefix = keys.application_prefix(inc, app)
+    out: list[Lease] = []
+    if (limit is not None and limit <= 0) or after >= keys.MAX_SHARD_INDEX:
+        return out
+    cursor = txn.cursor(db=db)
+    found = cursor.set_range(prefix if after < 0 else keys.application(inc, app, after + 1))
+    while found:
+        key = bytes(cursor.key())
+        if not key.startswith(prefix):
+            break
+        out.append(decode_lease(inc, app, keys.application_shard(key), cursor.value()))
+        if limit is not None and len(out) >= limit:
+            break
+        found = cursor.next()
+    return out
 
 
 def _put_lease(c: Commit, key: bytes, lease: Lease) -> Lease:
@@ -108,9 +135,15 @@ def renew(
     desc = c.stream(name)
     current = _lease_at(c, desc.incarnation, app, index)
     if current is None or current.owner != owner or current.counter != counter:
+        if current is None:
+            state = "no lease exists"
+        elif current.owner:
+            state = f"it is held by {current.owner} with counter {current.counter}"
+        else:
+            state = f"it was released; its counter is {current.counter}"
         raise LeaseLostError(
             f"the lease on {desc.shard(index).shard_id} for application {app} is no longer "
-            f"held by {owner} with counter {counter}"
+            f"held by {owner} with counter {counter}: {state}"
         )
     expires = 0 if release else now_ms + duration_ms
     lease = Lease(desc.incarnation, app, index, "" if release else owner, expires, counter)

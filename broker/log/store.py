@@ -115,6 +115,8 @@ class CommittedBatch:
 @dataclass(slots=True)
 class CommitReport:
     batches: list[CommittedBatch] = field(default_factory=list)
+    #: Incarnations of the streams whose description changed (reshard, delete, ...).
+    changed_streams: list[int] = field(default_factory=list)
     #: True when maintenance ran out of its chunk budget and wants another commit.
     more_maintenance: bool = False
 
@@ -157,6 +159,7 @@ class Commit:
     def put_stream(self, desc: StreamDescription) -> None:
         self.streams[desc.name] = desc
         self.by_incarnation[desc.incarnation] = desc
+        self.report.changed_streams.append(desc.incarnation)
         self.txn.put(
             keys.incarnation(desc.incarnation),
             msgpack.packb(catalog.to_record(desc)),
@@ -205,6 +208,7 @@ class Commit:
         self.streams[name] = None
         self.by_incarnation[desc.incarnation] = None
         self.drops_added.append(desc.incarnation)
+        self.report.changed_streams.append(desc.incarnation)
         return desc
 
     def replace_stream(
@@ -275,7 +279,7 @@ class Commit:
             if inc in self.drops_done:
                 continue
             prefix = keys.incarnation(inc)
-            for name in ("batches", "tails", "checkpoints", "leases"):
+            for name in ("batches", "tails", "checkpoints", "leases", "consumers"):
                 budget -= _delete_prefix(self.txn, self.dbs[name], prefix, budget)
                 if budget <= 0:
                     self.report.more_maintenance = True

@@ -32,6 +32,7 @@ from ..errors import InvalidArgumentError, ResourceNotFoundError
 from ..model import (
     SHARD_END,
     Checkpoint,
+    Consumer,
     Lease,
     PositionType,
     ShardTail,
@@ -39,7 +40,7 @@ from ..model import (
 )
 from ..sequence import decode as decode_sequence
 from . import batch as fmt
-from . import catalog, keys, leases, reader
+from . import catalog, consumers, keys, leases, reader
 from .committer import GroupCommitter
 from .env import LogEnvironment
 from .store import AppendOp, AppendResult, Commit, CommitReport, LogConfig, LogStore, Op
@@ -201,9 +202,17 @@ class Log:
         now = self.now_ms()
         return await self._apply(lambda c: c.create_stream(name, shard_count, now, retention_hours))
 
-    async def delete_stream(self, name: str) -> None:
-        """Remove a stream now; its data, checkpoints and leases are deleted in chunks."""
-        await self._apply(lambda c: c.delete_stream(name))
+    async def delete_stream(self, name: str, *, enforce_consumer_deletion: bool = False) -> None:
+        """Remove a stream now; its data, checkpoints, leases and consumers go in chunks.
+
+        Refused (``ResourceInUseError``) while consumers are registered, unless
+        ``enforce_consumer_deletion``.
+        """
+        await self._apply(
+            lambda c: consumers.delete_stream(
+                c, name, enforce_consumer_deletion=enforce_consumer_deletion
+            )
+        )
 
     async def increase_retention(self, name: str, hours: int) -> StreamDescription:
         return await self._apply(
@@ -256,6 +265,39 @@ class Log:
     async def maintain(self) -> None:
         """Run a maintenance step now (retention trim, chunked deletes) in a commit."""
         await self._submit(Op(lambda c: None, maintain=True))
+
+    # -- consumers (enhanced fan-out) -------------------------------------------
+
+    async def register_consumer(self, stream: str, name: str, *, max_consumers: int) -> Consumer:
+        """Register a consumer, ACTIVE once committed (unique per stream, limited in number)."""
+        now = self.now_ms()
+        return await self._apply(
+            lambda c: consumers.register(c, stream, name, now, max_consumers=max_consumers)
+        )
+
+    async def deregister_consumer(
+        self, stream: str, name: str, *, created_s: int | None = None
+    ) -> Consumer:
+        """Remove a consumer; with ``created_s`` (from its ARN), only if it is that one."""
+        return await self._apply(lambda c: consumers.deregister(c, stream, name, created_s))
+
+    def get_consumer(self, stream: str, name: str) -> Consumer | None:
+        """The stream's consumer of that name, or None (a short read transaction)."""
+        inc = self.describe(stream).incarnation
+        env = self.store.environment
+        with env.reading() as txn:
+            return consumers.get_consumer(txn, env.dbs["consumers"], inc, name)
+
+    def list_consumers(
+        self, stream: str, *, after: str | None = None, limit: int | None = None
+    ) -> list[Consumer]:
+        """The stream's consumers in name order, named after ``after``, at most ``limit``."""
+        inc = self.describe(stream).incarnation
+        env = self.store.environment
+        with env.reading() as txn:
+            return consumers.list_consumers(
+                txn, env.dbs["consumers"], inc, after=after, limit=limit
+            )
 
     # -- leases and checkpoints ----------------------------------------------
 
@@ -401,6 +443,21 @@ class Log:
     def get_lease(self, stream: str, application: str, index: int) -> Lease | None:
         inc, raw = self._application_record("leases", stream, application, index)
         return None if raw is None else leases.decode_lease(inc, application, index, raw)
+
+    def list_leases(
+        self, stream: str, application: str, *, after: int = -1, limit: int | None = None
+    ) -> list[Lease]:
+        """The application's leases on the stream, in shard order, above shard ``after``."""
+        inc = self.describe(stream).incarnation
+        with self.store.environment.reading() as txn:
+            return leases.list_leases(
+                txn,
+                self.store.environment.dbs["leases"],
+                inc,
+                application,
+                after=after,
+                limit=limit,
+            )
 
 
 @asynccontextmanager

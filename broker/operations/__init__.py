@@ -9,13 +9,14 @@ codecs call the same ``dispatch``.
 
 from __future__ import annotations
 
-from . import reads, resharding, streams, writes
+from . import consumers, coordination, reads, resharding, streams, subscribe, writes
 from .base import (
     OPERATIONS,
     Broker,
     Handler,
     Prepared,
     Result,
+    Streamed,
     as_dict,
     dispatch,
     open_broker,
@@ -23,7 +24,7 @@ from .base import (
 )
 
 #: The modules whose import fills ``OPERATIONS``.
-HANDLER_MODULES = (streams, resharding, writes, reads)
+HANDLER_MODULES = (streams, resharding, writes, reads, coordination, consumers, subscribe)
 
 __all__ = [
     "HANDLER_MODULES",
@@ -32,6 +33,7 @@ __all__ = [
     "Handler",
     "Prepared",
     "Result",
+    "Streamed",
     "as_dict",
     "dispatch",
     "open_broker",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import BrokerConfig
 from ..errors import SerializationError, UnknownOperationError
@@ -38,12 +38,40 @@ class Prepared:
         return None
 
 
-Result = Response | Prepared
+class BodySink(Protocol):
+    """Where a streamed response's body goes; the transport behind it is not the handler's business.
+
+    ``send`` returns once the transport took the chunk (its flow control and
+    the socket allowed it), so a reader that stops reading stops its sender
+    and nobody else. It raises ``trio.BrokenResourceError`` when the peer is gone.
+    """
+
+    async def send(self, chunk: bytes) -> None: ...
+
+
+class Streamed:
+    """A response whose body is produced over time (SubscribeToShard's events).
+
+    The transport sends the success status and ``content_type`` first, then
+    calls ``run`` with a sink, and ends the body when ``run`` returns. Errors
+    found before anything is streamed are raised by the handler as usual;
+    after that they are events of the body.
+    """
+
+    content_type = "application/msgpack"
+
+    async def run(self, sink: BodySink) -> None:
+        raise NotImplementedError
+
+
+Result = Response | Prepared | Streamed
 Handler = Callable[["Broker", Request], Awaitable[Result]]
 
 
 def as_dict(result: Result) -> Response:
-    """The map form of a handler's result."""
+    """The map form of a handler's result (not for a ``Streamed`` one)."""
+    if isinstance(result, Streamed):
+        raise TypeError("a streamed response has no map form")
     return result.to_dict() if isinstance(result, Prepared) else result
 
 

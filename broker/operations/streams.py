@@ -55,9 +55,9 @@ async def create_stream(broker: Broker, request: Request) -> Response:
 @operation("DeleteStream")
 async def delete_stream(broker: Broker, request: Request) -> Response:
     name = f.required_stream(broker.config, request)
-    # No consumers exist yet, so the flag changes nothing; it is still type-checked.
-    f.optional_bool(request, "EnforceConsumerDeletion")
-    await broker.log.delete_stream(name)
+    # Refused while consumers are registered, unless they are to go with the stream.
+    enforce = f.optional_bool(request, "EnforceConsumerDeletion")
+    await broker.log.delete_stream(name, enforce_consumer_deletion=enforce)
     return {}
 
 
@@ -80,7 +80,7 @@ async def describe_stream_summary(broker: Broker, request: Request) -> Response:
     desc = broker.log.describe(f.required_stream(broker.config, request))
     summary = summary_fields(broker, desc)
     summary["OpenShardCount"] = len(desc.open_shards)
-    summary["ConsumerCount"] = 0
+    summary["ConsumerCount"] = len(broker.log.list_consumers(desc.name))
     return {"StreamDescriptionSummary": summary}
 
 

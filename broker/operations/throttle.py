@@ -168,8 +168,10 @@ def limit_reads(handler: Handler) -> Handler:
         response = await handler(broker, request)
         if isinstance(response, Prepared):
             nbytes = response.record_bytes
-        else:
+        elif isinstance(response, dict):
             nbytes = sum(len(r["Data"]) + len(r["PartitionKey"]) for r in response["Records"])
+        else:
+            nbytes = 0
         limiter.charge(it.incarnation, it.shard_index, nbytes, now)
         return response
 

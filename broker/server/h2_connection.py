@@ -102,6 +102,21 @@ class _Stream:
     window_open: trio.Event = field(default_factory=trio.Event)
 
 
+class _H2Sink:
+    """A streamed body's chunks onto one HTTP/2 stream (``BodySink``)."""
+
+    __slots__ = ("connection", "stream")
+
+    def __init__(self, connection: H2ServerConnection, stream: _Stream) -> None:
+        self.connection = connection
+        self.stream = stream
+
+    async def send(self, chunk: bytes) -> None:
+        if not await self.connection._send_data(self.stream, chunk, end_stream=False):
+            raise trio.BrokenResourceError("the client reset the stream")
+        await self.connection._flush()
+
+
 class H2ServerConnection:
     """Serves one HTTP/2 connection over ``stream`` until it closes."""
 
@@ -386,6 +401,9 @@ class H2ServerConnection:
     async def _respond(self, stream: _Stream, response: Response) -> None:
         if stream.reset:
             return
+        if response.streamed is not None and stream.method != "HEAD":
+            await self._respond_streamed(stream, response)
+            return
         stream_id = stream.stream_id
         headers = [
             (b":status", str(response.status).encode()),
@@ -394,18 +412,34 @@ class H2ServerConnection:
         ]
         body = response.body if stream.method != "HEAD" else b""
         self.h2.send_headers(stream_id, headers, end_stream=not body)
+        if body and not await self._send_data(stream, body, end_stream=True):
+            return
+        if stream.discarding and not stream.reset:
+            # Answered before the whole body arrived: ask the client to stop sending.
+            state = self.h2.streams.get(stream_id)
+            if state is not None and not state.closed:
+                self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        await self._flush()
+
+    async def _send_data(self, stream: _Stream, body: bytes, *, end_stream: bool) -> bool:
+        """Queue ``body`` on the stream as its windows allow; False if the stream was reset.
+
+        With a window at zero, what is queued is flushed and the task waits for
+        the peer's WINDOW_UPDATE; the bytes not yet queued stay with the caller.
+        """
+        stream_id = stream.stream_id
         view = memoryview(body)
         sent = 0
         while sent < len(body):
             if stream.reset:
-                return
+                return False
             window = self.h2.local_flow_control_window(stream_id)
             if window <= 0:
                 # A fresh event *before* the flush, so a wake-up during it is not lost.
                 stream.window_open = trio.Event()
                 await self._flush()
                 if stream.reset:
-                    return
+                    return False
                 if self.h2.local_flow_control_window(stream_id) <= 0:
                     await stream.window_open.wait()
                 continue
@@ -413,15 +447,35 @@ class H2ServerConnection:
             end = min(len(body), sent + window)
             while sent < end:
                 size = min(frame_size, end - sent)
-                last = sent + size == len(body)
+                last = end_stream and sent + size == len(body)
                 self.h2.send_data(stream_id, view[sent : sent + size], end_stream=last)
                 sent += size
-        if stream.discarding and not stream.reset:
-            # Answered before the whole body arrived: ask the client to stop sending.
-            state = self.h2.streams.get(stream_id)
-            if state is not None and not state.closed:
-                self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        return not stream.reset
+
+    async def _respond_streamed(self, stream: _Stream, response: Response) -> None:
+        """A body produced over time: each chunk sent as the stream's window allows."""
+        assert response.streamed is not None
+        headers = [
+            (b":status", str(response.status).encode()),
+            (b"content-type", response.content_type.encode()),
+        ]
+        self.h2.send_headers(stream.stream_id, headers)
         await self._flush()
+        try:
+            await response.streamed.run(_H2Sink(self, stream))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise
+        except Exception:
+            # Not a clean end: reset the stream, so the client knows at once.
+            logger.exception("a streamed response failed on stream %d", stream.stream_id)
+            if not stream.reset:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.h2.reset_stream(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
+                await self._flush()
+            return
+        if not stream.reset:
+            self.h2.send_data(stream.stream_id, b"", end_stream=True)
+            await self._flush()
 
     # -- the socket -------------------------------------------------------
 

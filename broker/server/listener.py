@@ -84,6 +84,10 @@ class Server:
         """Stop accepting, GOAWAY every connection, let in-flight requests finish."""
         self._stopping = True
         self._accepting.cancel()
+        # Push subscriptions end at once (cleanly): their clients resubscribe elsewhere.
+        hub = self.broker.extras.get("fanout")
+        if hub is not None:
+            hub.close()
         for connection in list(self.connections):
             connection.begin_shutdown()
 

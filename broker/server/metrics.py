@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from ..errors import ResourceNotFoundError
 from ..log import CommitReport, Log
 from ..model import shard_id
-from ..operations.base import Prepared, Result
+from ..operations.base import Prepared, Result, Streamed
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -153,6 +153,8 @@ class ServerMetrics:
         if histogram is None:
             histogram = self.latency[operation] = Histogram(LATENCY_BUCKETS)
         histogram.observe(seconds)
+        if isinstance(result, Streamed):
+            return
         if isinstance(result, Prepared):
             if operation == "PutRecords":
                 self.records_in += result.record_count

@@ -20,7 +20,7 @@ from ..errors import (
     NotFoundError,
     ShardlineError,
 )
-from ..operations import Broker, dispatch
+from ..operations import Broker, Streamed, dispatch
 from ..protocol.codec import CONTENT_TYPE, decode_body, encode_body, error_body
 from . import metrics as metrics_module
 from .metrics import ServerMetrics
@@ -35,6 +35,8 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    #: A body produced over time instead of ``body`` (SubscribeToShard).
+    streamed: Streamed | None = None
 
 
 def error_response(error: ShardlineError) -> Response:
@@ -81,6 +83,9 @@ async def _operation(
     try:
         request = decode_body(body)
         result = await dispatch(broker, name, request)
+        if isinstance(result, Streamed):
+            metrics.count_success(name, time.perf_counter() - started, len(body), {}, 0)
+            return Response(200, result.content_type, b"", result)
         payload = encode_body(result)
     except ShardlineError as exc:
         metrics.count_request(name, exc.wire_name)

@@ -10,11 +10,14 @@ import trio
 from broker.client import (
     Client,
     ConnectionLostError,
+    Consumer,
+    ConsumerDescription,
     EnhancedMetrics,
     GetRecordsResult,
     GetShardIteratorResult,
     HashKeyRange,
     ListShardsResult,
+    ListStreamConsumersResult,
     ListStreamsResult,
     PutRecordResult,
     PutRecordsResult,
@@ -49,6 +52,10 @@ KINESIS_OPERATIONS = [
     "UpdateShardCount",
     "IncreaseStreamRetentionPeriod",
     "DecreaseStreamRetentionPeriod",
+    "RegisterStreamConsumer",
+    "DeregisterStreamConsumer",
+    "DescribeStreamConsumer",
+    "ListStreamConsumers",
 ]
 
 
@@ -68,6 +75,13 @@ SUMMARY_MAP = {
     "StreamCreationTimestamp": 1_700_000_000_000,
     "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
     "EncryptionType": "NONE",
+}
+CONSUMER_ARN = ARN + "/consumer/c:1700000000"
+CONSUMER_MAP = {
+    "ConsumerName": "c",
+    "ConsumerARN": CONSUMER_ARN,
+    "ConsumerStatus": "ACTIVE",
+    "ConsumerCreationTimestamp": 1_700_000_000_000,
 }
 
 #: What each Kinesis operation answers in ``canned_kinesis``: a wire map with a field
@@ -151,6 +165,19 @@ CANNED: dict[str, tuple[dict[str, Any], Any]] = {
     ),
     "IncreaseStreamRetentionPeriod": ({}, None),
     "DecreaseStreamRetentionPeriod": ({}, None),
+    "RegisterStreamConsumer": (
+        {"Consumer": CONSUMER_MAP},
+        Consumer("c", CONSUMER_ARN, "ACTIVE", 1_700_000_000_000),
+    ),
+    "DeregisterStreamConsumer": ({}, None),
+    "DescribeStreamConsumer": (
+        {"ConsumerDescription": {**CONSUMER_MAP, "StreamARN": ARN}},
+        ConsumerDescription("c", CONSUMER_ARN, "ACTIVE", 1_700_000_000_000, ARN),
+    ),
+    "ListStreamConsumers": (
+        {"Consumers": [CONSUMER_MAP], "NextToken": "t"},
+        ListStreamConsumersResult([Consumer("c", CONSUMER_ARN, "ACTIVE", 1_700_000_000_000)], "t"),
+    ),
 }
 
 
@@ -257,6 +284,26 @@ async def test_every_method_builds_the_kinesis_request_and_a_typed_result(
                 "DecreaseStreamRetentionPeriod",
                 {"StreamName": "s", "RetentionPeriodHours": 24},
             ),
+            (
+                c.register_stream_consumer(arn, "c", tags={"k": "v"}),
+                "RegisterStreamConsumer",
+                {"StreamARN": arn, "ConsumerName": "c", "Tags": {"k": "v"}},
+            ),
+            (
+                c.deregister_stream_consumer(consumer_arn=CONSUMER_ARN),
+                "DeregisterStreamConsumer",
+                {"ConsumerARN": CONSUMER_ARN},
+            ),
+            (
+                c.describe_stream_consumer(arn, "c"),
+                "DescribeStreamConsumer",
+                {"StreamARN": arn, "ConsumerName": "c"},
+            ),
+            (
+                c.list_stream_consumers(arn, next_token="t", max_results=5),
+                "ListStreamConsumers",
+                {"StreamARN": arn, "NextToken": "t", "MaxResults": 5},
+            ),
         ]
         assert sorted(name for _, name, _ in expected) == sorted(KINESIS_OPERATIONS)
         for call, name, request in expected:
@@ -322,3 +369,11 @@ async def test_reconnects_after_the_server_closed_the_connection(running: Runnin
         assert isinstance(errors[0], ShardlineError) and errors[0].retriable
         assert (await client.call("TestEcho", {"Again": 1}))["Echo"] == {"Again": 1}
     assert running.server.metrics.connections_total == 2
+
+
+def test_each_wire_name_raises_its_most_general_class() -> None:
+    """ResourceInUseException is ResourceInUseError (not a subclass met first)."""
+    from broker.client.client import error_class
+    from broker.errors import ResourceInUseError
+
+    assert error_class("ResourceInUseException", 400) is ResourceInUseError

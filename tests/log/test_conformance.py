@@ -33,7 +33,7 @@ def stored_keys(store: LogStore, incarnation: int) -> int:
     prefix = log_keys.incarnation(incarnation)
     count = 0
     with env.reading() as txn:
-        for name in ("streams", "batches", "tails", "checkpoints", "leases"):
+        for name in ("streams", "batches", "tails", "checkpoints", "leases", "consumers"):
             cursor = txn.cursor(db=env.dbs[name])
             found = cursor.set_range(prefix)
             while found and cursor.key().startswith(prefix):

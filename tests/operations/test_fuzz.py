@@ -49,12 +49,16 @@ FIELDS = [
     "ScalingType",
     "StreamMode",
     "Type",
+    "ConsumerName",
+    "ConsumerARN",
 ]
 PLAUSIBLE = [
     "s",
     "t",
     "arn:aws:kinesis:us-east-1:000000000000:stream/s",
     "arn:aws:kinesis:eu-west-1:000000000000:stream/s",
+    "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c:1700000000",
+    "c",
     "shardId-000000000000",
     "shardId-000000000001",
     "shardId-999999999999",
@@ -191,4 +195,8 @@ def test_table_is_complete() -> None:
         "UpdateShardCount",
         "IncreaseStreamRetentionPeriod",
         "DecreaseStreamRetentionPeriod",
+        "RegisterStreamConsumer",
+        "DeregisterStreamConsumer",
+        "DescribeStreamConsumer",
+        "ListStreamConsumers",
     }

@@ -1,0 +1,367 @@
+"""The fan-out hub: each committed batch encoded once, every subscriber sent the same bytes.
+
+Theory of operation. The hub listens to the log's commits (on the trio
+thread, right after each durable commit). For every shard that has at least
+one subscriber it keeps a *feed*: the newest committed batches of that shard,
+each already encoded as a push *records* event (``events.encode_records``:
+the stored payload spliced in unread), bounded by ``tail_bytes`` per shard,
+oldest dropped first. A commit appends to the feeds and wakes their waiting
+subscribers: nothing polls.
+
+A subscription (``Subscription.run``) owns a position (the next offset it
+sends). Each turn it:
+
+* sends the feed's events from its position on, if the feed holds that
+  position at a batch boundary: the same ``bytes`` objects for everyone;
+* else (it starts in the past, lagged behind what the feed keeps, or its
+  position is inside a batch) reads stored batches from LMDB in chunks of at
+  most ``read_bytes`` (``Log.read_batches``: whole batches forwarded without
+  decoding records), encodes one event per batch and sends it, then tries the
+  feed again: it rejoins the tail where the stored batches end, with no gap
+  and no duplicate, since feed and store hold the same batches at the same
+  offsets;
+* at the end of a closed shard sends the *end* event with the child shards;
+* caught up, waits for the next commit, a heartbeat interval, its lifetime,
+  or a takeover, whichever comes first.
+
+Sending waits for the transport (``BodySink.send``): a subscriber that stops
+reading stops its own task and nothing else. What it pins meanwhile is one
+event, a shared feed entry or at most one chunk of stored batches, so memory
+per subscription is bounded; the feeds are bounded per shard, and exist only
+while a shard has subscribers.
+
+Takeover (Kinesis): a second subscription for the same (consumer, shard)
+within ``takeover_window_s`` of the first is refused with
+``ResourceInUseException``; after it, the new one takes over and the old one
+ends with an *error* event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from ..errors import ResourceInUseError, ShardlineError
+from ..log import CommitReport, Log
+from ..log import batch as fmt
+from ..model import StreamDescription
+from ..operations.base import BodySink, Streamed
+from ..operations.shapes import child_shard_view
+from ..sequence import base
+from . import events
+from .credit import ByteBudget, Credit
+
+logger = logging.getLogger(__name__)
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    #: Encoded events kept per subscribed shard for subscribers at the tail.
+    tail_bytes: int = 8 * MIB
+    #: Most stored bytes read from LMDB at once by a lagging subscriber.
+    read_bytes: int = 1 * MIB
+    #: A heartbeat event after this long without records.
+    heartbeat_s: float = 1.0
+    #: A subscription ends cleanly after this long (Kinesis: 5 minutes).
+    lifetime_s: float = 300.0
+    #: A second subscription for a (consumer, shard) within this is refused.
+    takeover_window_s: float = 5.0
+    #: All subscriptions' reads from LMDB together hold at most this many bytes.
+    budget_bytes: int = 256 * MIB
+    #: Optional per-subscription rate (Kinesis: 2 MiB/s per consumer per shard); None: off.
+    rate_bytes_per_s: float | None = None
+
+
+@dataclass(slots=True)
+class _Entry:
+    first: int
+    end: int
+    event: bytes
+
+
+@dataclass(eq=False)
+class _Feed:
+    """One shard's newest batches as encoded events, and who waits for more."""
+
+    limit: int
+    entries: deque[_Entry] = field(default_factory=deque)
+    nbytes: int = 0
+    subscribers: int = 0
+    waiters: set[trio.Event] = field(default_factory=set)
+
+    def append(self, entry: _Entry) -> None:
+        if self.entries and self.entries[-1].end != entry.first:
+            self.clear()  # never a gap inside a feed: older positions read from LMDB
+        self.entries.append(entry)
+        self.nbytes += len(entry.event)
+        while self.nbytes > self.limit and len(self.entries) > 1:
+            self.nbytes -= len(self.entries.popleft().event)
+        self.wake()
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.nbytes = 0
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            waiter.set()
+        self.waiters.clear()
+
+    def since(self, position: int) -> list[_Entry] | None:
+        """The entries from ``position`` on; None when the feed does not hold it."""
+        entries = self.entries
+        if not entries or position < entries[0].first:
+            return None
+        if position >= entries[-1].end:
+            return [] if position == entries[-1].end else None
+        out: list[_Entry] = []
+        for entry in reversed(entries):
+            if entry.first < position:
+                break
+            out.append(entry)
+        if not out or out[-1].first != position:
+            return None  # inside a batch: the store cuts it
+        out.reverse()
+        return out
+
+
+class FanoutHub:
+    """Feeds per subscribed shard, and the registry of live subscriptions."""
+
+    def __init__(self, log: Log, config: HubConfig = HubConfig()) -> None:
+        self.log = log
+        self.config = config
+        self.feeds: dict[tuple[int, int], _Feed] = {}
+        self.active: dict[tuple[str, int, int], Subscription] = {}
+        self.budget = ByteBudget(config.budget_bytes)
+        self.closing = False
+        log.add_commit_listener(self._on_commit)
+
+    # -- commits --------------------------------------------------------------
+
+    def _on_commit(self, report: CommitReport) -> None:
+        feeds = self.feeds
+        if not feeds:
+            return
+        if report.changed_streams:
+            # A shard closed or a stream went away: subscribers at the tail look again.
+            changed = set(report.changed_streams)
+            for (inc, _index), changed_feed in feeds.items():
+                if inc in changed:
+                    changed_feed.wake()
+        for batch in report.batches:
+            feed = feeds.get((batch.incarnation, batch.shard_index))
+            if feed is None:
+                continue
+            start = base(batch.incarnation, batch.shard_index)
+            first = batch.first_offset
+            end = first + batch.count
+            event = events.encode_records(
+                start + first, fmt.payload_of(batch.value), start + end - 1, 0
+            )
+            feed.append(_Entry(first, end, event))
+
+    def _feed(self, inc: int, index: int) -> _Feed:
+        feed = self.feeds.get((inc, index))
+        if feed is None:
+            feed = self.feeds[(inc, index)] = _Feed(self.config.tail_bytes)
+        feed.subscribers += 1
+        return feed
+
+    def _release(self, inc: int, index: int, feed: _Feed) -> None:
+        feed.subscribers -= 1
+        if feed.subscribers <= 0 and self.feeds.get((inc, index)) is feed:
+            del self.feeds[(inc, index)]
+
+    # -- subscriptions --------------------------------------------------------
+
+    def subscribe(
+        self, consumer: str, desc: StreamDescription, index: int, position: int
+    ) -> Subscription:
+        """A subscription from ``position``; refused within the takeover window."""
+        if self.closing:
+            raise ResourceInUseError("the broker is shutting down: subscribe again elsewhere")
+        key = (consumer, desc.incarnation, index)
+        now = trio.current_time()
+        previous = self.active.get(key)
+        if previous is not None and not previous.finished:
+            if now - previous.started_at < self.config.takeover_window_s:
+                raise ResourceInUseError(
+                    f"Another active subscription exists for consumer {consumer} on shard "
+                    f"{desc.shard(index).shard_id}: a new one may take it over "
+                    f"{self.config.takeover_window_s:g} s after it started"
+                )
+            previous.take_over()
+        subscription = Subscription(self, key, desc, index, position, now)
+        self.active[key] = subscription
+        return subscription
+
+    def close(self) -> None:
+        """End every subscription at its next turn (shutdown)."""
+        self.closing = True
+        for subscription in list(self.active.values()):
+            subscription.interrupt()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "subscriptions": sum(1 for s in self.active.values() if not s.finished),
+            "feeds": len(self.feeds),
+            "feed_bytes": sum(f.nbytes for f in self.feeds.values()),
+            "read_bytes_held": self.budget.held,
+        }
+
+
+class Subscription(Streamed):
+    """One SubscribeToShard response: push events from a position until it ends."""
+
+    #: A body of concatenated msgpack maps (docs/protocol.md, SubscribeToShard).
+    content_type = "application/msgpack"
+
+    def __init__(
+        self,
+        hub: FanoutHub,
+        key: tuple[str, int, int],
+        desc: StreamDescription,
+        index: int,
+        position: int,
+        started_at: float,
+    ) -> None:
+        self.hub = hub
+        self.key = key
+        self.stream = desc.name
+        self.incarnation = desc.incarnation
+        self.index = index
+        self.position = position
+        self.started_at = started_at
+        self.base = base(desc.incarnation, index)
+        self.taken_over = False
+        self.finished = False
+        self.credit = Credit(
+            hub.budget, hub.config.read_bytes, rate_bytes_per_s=hub.config.rate_bytes_per_s
+        )
+        self._wake: trio.Event | None = None
+        #: Test hook: called with each event's bytes before it is sent.
+        self.on_event: Callable[[bytes], Any] | None = None
+
+    def take_over(self) -> None:
+        self.taken_over = True
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def continuation(self) -> int:
+        """The sequence number of the last record sent (or before the first position)."""
+        return self.base + self.position - 1
+
+    async def run(self, sink: BodySink) -> None:
+        hub = self.hub
+        feed = hub._feed(self.incarnation, self.index)
+        try:
+            await self._run(sink, feed)
+        except ShardlineError as exc:
+            await sink.send(events.encode_error(exc.wire_name, exc.message))
+        finally:
+            self.finished = True
+            self.credit.close()
+            hub._release(self.incarnation, self.index, feed)
+            if hub.active.get(self.key) is self:
+                del hub.active[self.key]
+
+    async def _run(self, sink: BodySink, feed: _Feed) -> None:
+        hub, log, config = self.hub, self.hub.log, self.hub.config
+        deadline = self.started_at + config.lifetime_s
+        next_heartbeat = trio.current_time() + config.heartbeat_s
+        while True:
+            if self.taken_over:
+                await sink.send(
+                    events.encode_error(
+                        ResourceInUseError.wire_name,
+                        "a newer subscription for this consumer and shard took over",
+                    )
+                )
+                return
+            if hub.closing or trio.current_time() >= deadline:
+                return
+            desc = log.store.by_incarnation.get(self.incarnation)
+            if desc is None:
+                await sink.send(
+                    events.encode_error(
+                        "ResourceNotFoundException", f"Stream {self.stream} was deleted"
+                    )
+                )
+                return
+            shard = desc.shard(self.index)
+            if shard.ending_offset is not None and self.position > shard.ending_offset:
+                children = [child_shard_view(c) for c in desc.children_of(self.index)]
+                await sink.send(events.encode_end(children))
+                return
+            entries = feed.since(self.position)
+            tail = log.store.tails.get((self.incarnation, self.index))
+            stored_end = 1 if tail is None else tail.next_offset
+            if entries is None and self.position < stored_end:
+                await self._send_stored(sink)
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+                continue
+            if entries:
+                for entry in entries:
+                    await self._send(sink, entry.event)
+                    self.position = entry.end
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+                continue
+            # Caught up: wait for a commit, a heartbeat, the lifetime's end or a takeover.
+            self._wake = wake = trio.Event()
+            feed.waiters.add(wake)
+            with trio.move_on_at(min(next_heartbeat, deadline)):
+                await wake.wait()
+            feed.waiters.discard(wake)
+            self._wake = None
+            if not wake.is_set() and trio.current_time() >= next_heartbeat:
+                await sink.send(events.encode_heartbeat(str(self.continuation), 0))
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+
+    async def _send(self, sink: BodySink, event: bytes) -> None:
+        if self.credit.rate is not None:
+            await self.credit.wait_rate(len(event))
+        await sink.send(event)
+
+    async def _send_stored(self, sink: BodySink) -> None:
+        """One chunk of stored batches from the position, one event per batch.
+
+        The chunk's bytes are taken from the hub's budget before the read and
+        given back once sent: laggards together hold at most ``budget_bytes``
+        (events of the feeds are shared and bounded per shard instead).
+        """
+        log = self.hub.log
+        chunk = self.hub.config.read_bytes
+        await self.credit.take(chunk)
+        try:
+            await self._read_and_send(sink, log, chunk)
+        finally:
+            self.credit.release(chunk)
+
+    async def _read_and_send(self, sink: BodySink, log: Log, chunk: int) -> None:
+        batches, result = log.read_batches(self.stream, self.index, self.position, max_bytes=chunk)
+        newest = result.tail.last_arrival_ms
+        for stored in batches:
+            first = self.base + stored.first_offset
+            last = first + stored.count - 1
+            behind = 0
+            if stored.first_offset + stored.count < result.tail.next_offset:
+                behind = max(0, newest - stored.last_arrival_ms)
+            await self._send(sink, events.encode_records(first, stored.payload, last, behind))
+            self.position = stored.first_offset + stored.count
+        if not batches:
+            # Nothing stored past the position (a trimmed or empty shard): skip to
+            # where the log continues, so the feed can take over.
+            self.position = max(self.position, result.next_offset)
