@@ -309,7 +309,10 @@ class _Connection:
         while self.alive and (
             self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
         ):
-            self.slot_free = trio.Event()
+            # Every waiter waits on the same event; a new one only once it was set
+            # (replacing an unset one would strand the tasks already waiting on it).
+            if self.slot_free.is_set():
+                self.slot_free = trio.Event()
             await self.slot_free.wait()
         if not self.alive:
             raise ConnectionLostError("the connection to the broker is closed")
@@ -351,7 +354,10 @@ class _Connection:
         while self.alive and (
             self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
         ):
-            self.slot_free = trio.Event()
+            # Every waiter waits on the same event; a new one only once it was set
+            # (replacing an unset one would strand the tasks already waiting on it).
+            if self.slot_free.is_set():
+                self.slot_free = trio.Event()
             await self.slot_free.wait()
         if not self.alive:
             raise ConnectionLostError("the connection to the broker is closed")

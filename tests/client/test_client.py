@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ from broker.client import (
 )
 from broker.errors import ResourceNotFoundError, ShardlineError
 from broker.operations import OPERATIONS, Broker
-from tests.server.harness import Running
+from tests.server.harness import Running, running_server
 
 KINESIS_OPERATIONS = [
     "CreateStream",
@@ -377,3 +378,24 @@ def test_each_wire_name_raises_its_most_general_class() -> None:
     from broker.errors import ResourceInUseError
 
     assert error_class("ResourceInUseException", 400) is ResourceInUseError
+
+
+async def test_more_calls_than_the_broker_allows_streams_all_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls past SETTINGS_MAX_CONCURRENT_STREAMS wait for a slot, and every one gets it."""
+    async with (
+        running_server(tmp_path, monkeypatch, max_concurrent_streams=2) as server,
+        Client(server.endpoint) as client,
+    ):
+        done: list[int] = []
+
+        async def call(i: int) -> None:
+            answer = await client.call("TestEcho", {"I": i})
+            done.append(answer["Echo"]["I"])
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(call, i)
+        assert sorted(done) == list(range(50))
