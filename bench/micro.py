@@ -8,6 +8,7 @@ same run on the same machine, not for absolute figures.
 - ``decode``: a 500-record PutRecords body with msgpack's ``unpackb`` and with
   the codec's ``decode_body`` (msgpack ``skip`` + ormsgpack).
 - ``commit``: durable LMDB commits of one 60 KB value, one every 2 ms.
+- ``answer``: a PutRecords answer packed by numpy and as maps, by record count.
 - ``route``: ``route()`` of PutRecords bodies on a real log, 16 tasks, no
   HTTP/2: event-loop CPU per record (the whole write path but the wire).
 """
@@ -114,7 +115,40 @@ def bench_route(requests: int = 800, tasks: int = 16) -> None:
     trio.run(main)
 
 
-BENCHES = {"md5": bench_md5, "decode": bench_decode, "commit": bench_commit, "route": bench_route}
+def bench_answer() -> None:
+    """A PutRecords answer packed by numpy against its maps packed by msgpack, by size."""
+    from broker.operations.writes import _PutRecordsResult
+    from broker.protocol.packing import pack_put_records
+
+    rng = random.Random(3)
+    ids = [f"shardId-{i:012d}" for i in range(8)]
+    firsts: list[int | None] = [((1 << 96) | (i << 64)) + 5 for i in range(8)]
+    for n in (1, 10, 32, 64, 128, 500):
+        positions = [rng.randrange(8) for _ in range(n)]
+        result = _PutRecordsResult(positions, ids, firsts, n)
+        number = 2000
+
+        def packed(p: list[int] = positions) -> object:
+            return pack_put_records(p, ids, firsts)
+
+        def as_maps(r: _PutRecordsResult = result) -> object:
+            return msgpack.packb(r.to_dict())
+
+        numpy_us = timeit.timeit(packed, number=number)
+        maps_us = timeit.timeit(as_maps, number=number)
+        print(
+            f"{n:4d} records: numpy {numpy_us / number * 1e6:6.1f} us, "
+            f"maps {maps_us / number * 1e6:6.1f} us"
+        )
+
+
+BENCHES = {
+    "answer": bench_answer,
+    "md5": bench_md5,
+    "decode": bench_decode,
+    "commit": bench_commit,
+    "route": bench_route,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -51,7 +51,7 @@ class BrokerConfig:
     #: SubscribeToShard: a second subscription for a (consumer, shard) within this is refused.
     subscription_takeover_window_s: float = 5.0
     #: Encoded push events kept in memory per subscribed shard for subscribers at the tail.
-    fanout_tail_bytes: int = 8 * 1024 * 1024
+    fanout_tail_bytes: int = 32 * 1024 * 1024
     #: Bytes that lagging subscriptions' LMDB reads may hold at once, all together.
     fanout_budget_bytes: int = 256 * 1024 * 1024
     #: Optional rate per consumer per shard in bytes/s (Kinesis: 2 MiB/s); 0 = off.

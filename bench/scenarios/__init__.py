@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import ingest, log_append, log_read, poll_read
+from . import fanout, ingest, log_append, log_read, poll_read
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -12,5 +12,7 @@ SCENARIOS: dict[str, Scenario] = {
         log_read.SCENARIO,
         ingest.SCENARIO,
         poll_read.SCENARIO,
+        fanout.FANOUT,
+        fanout.ISOLATION,
     )
 }

@@ -35,8 +35,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 import trio
 
+from ..errors import SerializationError
 from ..fanout.events import (
     DEFAULT_MAX_EVENT_BYTES,
     EndEvent,
@@ -98,6 +100,46 @@ class ShardEvents:
                 self._ended = True
                 self._decoder.close()
         return ready.popleft()
+
+    async def wire(self) -> AsyncIterator[bytes]:
+        """The events as they are on the wire, one msgpack map each, not decoded.
+
+        For consumers that handle records in bulk (numpy over the stored
+        ``[arrival_ms, key, data]`` arrays, or forwarding them): no Python
+        object per record is built. The events are split with msgpack's
+        ``skip`` (it walks a map without building it); nothing checks the
+        schema. Use either this or ``async for``, not both.
+        """
+        splitter = msgpack.Unpacker(max_buffer_size=self._decoder.max_event_bytes * 2)
+        buffer = bytearray()
+        dropped = 0  # bytes of the body before ``buffer[0]``
+        # Where the event being split began: after OutOfData the unpacker resumes the
+        # same event with the next chunk, so its position is not the event's start.
+        start = 0
+        while True:
+            chunk = await self._response.receive_some()
+            if not chunk:
+                if buffer:
+                    raise SerializationError(
+                        f"the event stream ended inside an event ({len(buffer)} bytes of it)"
+                    )
+                return
+            splitter.feed(chunk)
+            buffer += chunk
+            while True:
+                try:
+                    splitter.skip()
+                except msgpack.OutOfData:
+                    break
+                except (ValueError, msgpack.UnpackException) as exc:
+                    raise SerializationError(
+                        f"the event stream is not valid msgpack: {exc}"
+                    ) from exc
+                end = splitter.tell()
+                yield bytes(buffer[start - dropped : end - dropped])
+                start = end
+            del buffer[: start - dropped]
+            dropped = start
 
     def statistics(self) -> dict[str, int]:
         """Events decoded and not yet taken, and the transport's buffered bytes."""

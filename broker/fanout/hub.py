@@ -12,7 +12,9 @@ A subscription (``Subscription.run``) owns a position (the next offset it
 sends). Each turn it:
 
 * sends the feed's events from its position on, if the feed holds that
-  position at a batch boundary: the same ``bytes`` objects for everyone;
+  position at a batch boundary: the same ``bytes`` objects for everyone (a
+  subscriber that several commits wait for gets them joined into one write
+  of at most ``COALESCE_BYTES``);
 * else (it starts in the past, lagged behind what the feed keeps, or its
   position is inside a batch) reads stored batches from LMDB in chunks of at
   most ``read_bytes`` (``Log.read_batches``: whole batches forwarded without
@@ -60,12 +62,14 @@ logger = logging.getLogger(__name__)
 
 KIB = 1024
 MIB = 1024 * KIB
+#: Most bytes of feed events joined into one write for a subscriber that fell behind.
+COALESCE_BYTES = 1 * MIB
 
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:
     #: Encoded events kept per subscribed shard for subscribers at the tail.
-    tail_bytes: int = 8 * MIB
+    tail_bytes: int = 32 * MIB
     #: Most stored bytes read from LMDB at once by a lagging subscriber.
     read_bytes: int = 1 * MIB
     #: A heartbeat event after this long without records.
@@ -143,6 +147,8 @@ class FanoutHub:
         self.active: dict[tuple[str, int, int], Subscription] = {}
         self.budget = ByteBudget(config.budget_bytes)
         self.closing = False
+        #: Set (and replaced) each time a subscription ends: for whoever waits for that.
+        self.ended = trio.Event()
         log.add_commit_listener(self._on_commit)
 
     # -- commits --------------------------------------------------------------
@@ -277,6 +283,8 @@ class Subscription(Streamed):
             hub._release(self.incarnation, self.index, feed)
             if hub.active.get(self.key) is self:
                 del hub.active[self.key]
+            ended, hub.ended = hub.ended, trio.Event()
+            ended.set()
 
     async def _run(self, sink: BodySink, feed: _Feed) -> None:
         hub, log, config = self.hub, self.hub.log, self.hub.config
@@ -314,9 +322,20 @@ class Subscription(Streamed):
                 next_heartbeat = trio.current_time() + config.heartbeat_s
                 continue
             if entries:
-                for entry in entries:
-                    await self._send(sink, entry.event)
-                    self.position = entry.end
+                # Under load several commits wait for a subscriber: they leave in one
+                # write (one HTTP/2 frame run, one socket call) instead of one each.
+                taken = entries[:1]
+                size = len(entries[0].event)
+                for entry in entries[1:]:
+                    if size + len(entry.event) > COALESCE_BYTES:
+                        break
+                    taken.append(entry)
+                    size += len(entry.event)
+                if len(taken) == 1:
+                    await self._send(sink, taken[0].event)
+                else:
+                    await self._send(sink, b"".join(entry.event for entry in taken))
+                self.position = taken[-1].end
                 next_heartbeat = trio.current_time() + config.heartbeat_s
                 continue
             # Caught up: wait for a commit, a heartbeat, the lifetime's end or a takeover.

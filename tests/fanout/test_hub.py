@@ -82,6 +82,8 @@ async def test_subscribers_get_the_stored_then_the_live_records_as_the_same_byte
         for sink in sinks:
             await sink.wait_for(lambda s: len(data(s)) == 2)
         await put(log, b"c", b"d")
+        for sink in sinks:
+            await sink.wait_for(lambda s: len(data(s)) == 4)
         await put(log, b"e")
         for sink in sinks:
             await sink.wait_for(lambda s: len(data(s)) == 5)
@@ -91,7 +93,7 @@ async def test_subscribers_get_the_stored_then_the_live_records_as_the_same_byte
     for sink in sinks:
         assert data(sink) == [b"a", b"b", b"c", b"d", b"e"]
         no_gap(sink)
-    # The live batches were encoded once: every subscriber holds the same objects.
+    # The live batch was encoded once: every subscriber holds the same object.
     assert sinks[0].chunks[-1] is sinks[1].chunks[-1] is sinks[2].chunks[-1]
 
 
@@ -191,3 +193,22 @@ async def test_the_end_of_a_closed_shard_names_its_children(log: Log) -> None:
         "shardId-000000000001",
         "shardId-000000000002",
     ]
+
+
+async def test_a_subscriber_behind_by_several_commits_gets_them_in_one_write(log: Log) -> None:
+    desc = await log.create_stream("s", 1)
+    hub = FanoutHub(log, HubConfig(heartbeat_s=60))
+    sink = ListSink()
+    sink.gate = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.subscribe("c", desc, 0, 1).run, sink)
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(5):
+            await put(log, bytes([i]))  # five commits while the subscriber waits to send
+        sink.gate.set()
+        await sink.wait_for(lambda s: len(data(s)) == 5)
+        hub.close()
+        for sub in list(hub.active.values()):
+            sub.interrupt()
+    assert data(sink) == [bytes([i]) for i in range(5)]
+    assert len(sink.chunks) <= 3  # the first alone (it was being sent), the rest joined
