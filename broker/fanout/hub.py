@@ -9,7 +9,12 @@ oldest dropped first. A commit appends to the feeds and wakes their waiting
 subscribers: nothing polls.
 
 A subscription (``Subscription.run``) owns a position (the next offset it
-sends). Each turn it:
+sends) and a state in the table of ``broker.fanout.state``: each turn it
+observes what is true (``_observe``: taken over, lifetime over, stream gone,
+shard end reached, behind the feed, at the tail with or without new
+batches), steps the table with it, and does the action the table answers.
+A feed never has a gap (it is cleared rather), so a position it does not
+hold is ``FELL_BEHIND``, never ``BATCH_GAP``. In effect it:
 
 * sends the feed's events from its position on, if the feed holds that
   position at a batch boundary: the same ``bytes`` objects for everyone (a
@@ -57,6 +62,7 @@ from ..operations.shapes import child_shard_view
 from ..sequence import base
 from . import events
 from .credit import ByteBudget, Credit
+from .state import Action, Input, State, SubscriptionState
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +256,11 @@ class Subscription(Streamed):
         self.base = base(desc.incarnation, index)
         self.taken_over = False
         self.finished = False
+        #: The subscription's state in the table of ``broker.fanout.state``.
+        self.machine = SubscriptionState()
+        #: What an END or FAILED input carries to its event.
+        self.children: list[dict[str, Any]] = []
+        self.failure = ("InternalFailureException", "")
         self.credit = Credit(
             hub.budget, hub.config.read_bytes, rate_bytes_per_s=hub.config.rate_bytes_per_s
         )
@@ -275,8 +286,13 @@ class Subscription(Streamed):
         feed = hub._feed(self.incarnation, self.index)
         try:
             await self._run(sink, feed)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.machine.step(Input.CONNECTION_CLOSED)  # ABORT: nothing more to send
+            raise
         except ShardlineError as exc:
-            await sink.send(events.encode_error(exc.wire_name, exc.message))
+            self.failure = (exc.wire_name, exc.message)
+            if self.machine.step(Input.FAILED) is Action.SEND_ERROR:
+                await sink.send(events.encode_error(*self.failure))
         finally:
             self.finished = True
             self.credit.close()
@@ -286,12 +302,57 @@ class Subscription(Streamed):
             ended, hub.ended = hub.ended, trio.Event()
             ended.set()
 
+    def _observe(self, feed: _Feed) -> tuple[Input, list[_Entry]]:
+        """What is true now, as the state table's input (and the feed entries to send)."""
+        hub, log = self.hub, self.hub.log
+        if self.taken_over:
+            return Input.TAKEN_OVER, []
+        if hub.closing or trio.current_time() >= self.started_at + hub.config.lifetime_s:
+            return Input.LIFETIME_EXPIRED, []
+        desc = log.store.by_incarnation.get(self.incarnation)
+        if desc is None:
+            self.failure = ("ResourceNotFoundException", f"Stream {self.stream} was deleted")
+            return Input.FAILED, []
+        shard = desc.shard(self.index)
+        if shard.ending_offset is not None and self.position > shard.ending_offset:
+            self.children = [child_shard_view(c) for c in desc.children_of(self.index)]
+            return Input.END_REACHED, []
+        entries = feed.since(self.position)
+        tail = log.store.tails.get((self.incarnation, self.index))
+        stored_end = 1 if tail is None else tail.next_offset
+        if entries is None and self.position < stored_end:
+            # The feed does not hold the position: stored batches, first or still.
+            caught = self.machine.state is State.CATCHING_UP
+            return (Input.STORED_READ if caught else Input.FELL_BEHIND), []
+        if self.machine.state is not State.TAIL:
+            return Input.CAUGHT_UP, []
+        return (Input.BATCH_CONTIGUOUS, entries) if entries else (Input.CAUGHT_UP, [])
+
     async def _run(self, sink: BodySink, feed: _Feed) -> None:
-        hub, log, config = self.hub, self.hub.log, self.hub.config
+        """Drive the state table (``broker.fanout.state``): observe, step, act."""
+        config = self.hub.config
         deadline = self.started_at + config.lifetime_s
         next_heartbeat = trio.current_time() + config.heartbeat_s
+        machine = self.machine
         while True:
-            if self.taken_over:
+            event, entries = self._observe(feed)
+            action = machine.step(event)
+            if action is Action.SEND_BATCH:
+                await self._send_entries(sink, entries)
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+            elif action is Action.READ_STORED or action is Action.SEND_STORED:
+                await self._send_stored(sink)
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+            elif action is Action.SEND_HEARTBEAT:
+                await self._send(sink, events.encode_heartbeat(str(self.continuation), 0))
+                next_heartbeat = trio.current_time() + config.heartbeat_s
+            elif action is Action.SEND_END:
+                await sink.send(events.encode_end(self.children))
+                return
+            elif action is Action.SEND_ERROR:
+                await sink.send(events.encode_error(*self.failure))
+                return
+            elif action is Action.SEND_ERROR_TAKEN_OVER:
                 await sink.send(
                     events.encode_error(
                         ResourceInUseError.wire_name,
@@ -299,55 +360,44 @@ class Subscription(Streamed):
                     )
                 )
                 return
-            if hub.closing or trio.current_time() >= deadline:
+            elif action is Action.CLOSE or action is Action.ABORT:
                 return
-            desc = log.store.by_incarnation.get(self.incarnation)
-            if desc is None:
-                await sink.send(
-                    events.encode_error(
-                        "ResourceNotFoundException", f"Stream {self.stream} was deleted"
-                    )
-                )
-                return
-            shard = desc.shard(self.index)
-            if shard.ending_offset is not None and self.position > shard.ending_offset:
-                children = [child_shard_view(c) for c in desc.children_of(self.index)]
-                await sink.send(events.encode_end(children))
-                return
-            entries = feed.since(self.position)
-            tail = log.store.tails.get((self.incarnation, self.index))
-            stored_end = 1 if tail is None else tail.next_offset
-            if entries is None and self.position < stored_end:
-                await self._send_stored(sink)
-                next_heartbeat = trio.current_time() + config.heartbeat_s
-                continue
-            if entries:
-                # Under load several commits wait for a subscriber: they leave in one
-                # write (one HTTP/2 frame run, one socket call) instead of one each.
-                taken = entries[:1]
-                size = len(entries[0].event)
-                for entry in entries[1:]:
-                    if size + len(entry.event) > COALESCE_BYTES:
-                        break
-                    taken.append(entry)
-                    size += len(entry.event)
-                if len(taken) == 1:
-                    await self._send(sink, taken[0].event)
-                else:
-                    await self._send(sink, b"".join(entry.event for entry in taken))
-                self.position = taken[-1].end
-                next_heartbeat = trio.current_time() + config.heartbeat_s
-                continue
-            # Caught up: wait for a commit, a heartbeat, the lifetime's end or a takeover.
-            self._wake = wake = trio.Event()
-            feed.waiters.add(wake)
-            with trio.move_on_at(min(next_heartbeat, deadline)):
-                await wake.wait()
-            feed.waiters.discard(wake)
-            self._wake = None
-            if not wake.is_set() and trio.current_time() >= next_heartbeat:
-                await sink.send(events.encode_heartbeat(str(self.continuation), 0))
-                next_heartbeat = trio.current_time() + config.heartbeat_s
+            elif event is Input.CAUGHT_UP and machine.state is State.TAIL and not entries:
+                # Nothing to send: wait for a commit, a heartbeat, the lifetime's end or
+                # a takeover; a heartbeat that comes due is the table's next input.
+                self._wake = wake = trio.Event()
+                feed.waiters.add(wake)
+                with trio.move_on_at(min(next_heartbeat, deadline)):
+                    await wake.wait()
+                feed.waiters.discard(wake)
+                self._wake = None
+                if not wake.is_set() and trio.current_time() >= next_heartbeat:
+                    await self._heartbeat_due(sink)
+                    next_heartbeat = trio.current_time() + config.heartbeat_s
+
+    async def _heartbeat_due(self, sink: BodySink) -> None:
+        action = self.machine.step(Input.HEARTBEAT_DUE)
+        if action is Action.SEND_HEARTBEAT:
+            await self._send(sink, events.encode_heartbeat(str(self.continuation), 0))
+
+    async def _send_entries(self, sink: BodySink, entries: list[_Entry]) -> None:
+        """Feed events from the position; several that waited leave in one write.
+
+        Under load several commits wait for a subscriber: they go in one write
+        (one HTTP/2 frame run, one socket call) of at most ``COALESCE_BYTES``.
+        """
+        taken = entries[:1]
+        size = len(entries[0].event)
+        for entry in entries[1:]:
+            if size + len(entry.event) > COALESCE_BYTES:
+                break
+            taken.append(entry)
+            size += len(entry.event)
+        if len(taken) == 1:
+            await self._send(sink, taken[0].event)
+        else:
+            await self._send(sink, b"".join(entry.event for entry in taken))
+        self.position = taken[-1].end
 
     async def _send(self, sink: BodySink, event: bytes) -> None:
         if self.credit.rate is not None:
