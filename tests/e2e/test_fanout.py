@@ -106,7 +106,7 @@ async def test_a_stalled_subscriber_costs_the_others_nothing(tmp_path: Path) -> 
                             return
 
         counts = [[0] for _ in range(9)]
-        async with stalled_client.subscribe_to_shard(arns[9], S0, TRIM):  # never read
+        async with stalled_client.subscribe_to_shard(arns[9], S0, TRIM) as stalled:  # unread
             with trio.fail_after(LIMIT_S):
                 async with trio.open_nursery() as nursery:
                     for i in range(9):
@@ -121,6 +121,15 @@ async def test_a_stalled_subscriber_costs_the_others_nothing(tmp_path: Path) -> 
             assert all(c[0] == batches * 100 for c in counts)
             stats = hub_of(served).statistics()
             assert stats["read_bytes_held"] <= 8 * 1024 * 1024
+            # Far behind the feed now, it reads from LMDB and gets everything in order.
+            sequences: list[int] = []
+            with trio.fail_after(LIMIT_S):
+                async for event in stalled:
+                    if isinstance(event, RecordsEvent):
+                        sequences += [event.first_sequence + i for i in range(len(event.records))]
+                        if len(sequences) == batches * 100:
+                            break
+            assert sequences == list(range(sequences[0], sequences[0] + batches * 100))
 
 
 CHILD = """
