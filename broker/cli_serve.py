@@ -13,9 +13,8 @@ everything built so far (modules, the catalog) is frozen out of collections,
 and the young generation is collected every ``GC_YOUNG_THRESHOLD`` container
 allocations instead of 700. A PutRecords request allocates about 1,500 such
 objects, all freed by reference counting when it is answered; the default
-threshold ran two or three collections per request for nothing (about 10 % of
-the server's time in ``shardline bench ingest``, see docs/benchmarks.md).
-Cycles are still collected, only less often.
+threshold ran two or three collections per request for nothing. Cycles are
+still collected, only less often.
 """
 
 from __future__ import annotations

@@ -303,9 +303,8 @@ class _Connection:
         pending.taken = 0
         self.output_ready.set()
 
-    async def request(
-        self, path: str, body: bytes, content_type: str, method: str = "POST"
-    ) -> RawResponse:
+    async def _wait_for_slot(self) -> None:
+        """Wait until the broker's SETTINGS_MAX_CONCURRENT_STREAMS allows one more stream."""
         while self.alive and (
             self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
         ):
@@ -316,20 +315,36 @@ class _Connection:
             await self.slot_free.wait()
         if not self.alive:
             raise ConnectionLostError("the connection to the broker is closed")
+
+    async def _send_request(
+        self,
+        stream_id: int,
+        pending: _Pending,
+        path: str,
+        body: bytes,
+        content_type: str,
+        method: str,
+    ) -> None:
+        headers = [
+            (b":method", method.encode()),
+            (b":scheme", self.scheme),
+            (b":authority", self.authority),
+            (b":path", path.encode()),
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        self.h2.send_headers(stream_id, headers, end_stream=not body)
+        await self._send_body(stream_id, pending, body)
+
+    async def request(
+        self, path: str, body: bytes, content_type: str, method: str = "POST"
+    ) -> RawResponse:
+        await self._wait_for_slot()
         stream_id = self.h2.get_next_available_stream_id()
         pending = _Pending()
         self.pending[stream_id] = pending
         try:
-            headers = [
-                (b":method", method.encode()),
-                (b":scheme", self.scheme),
-                (b":authority", self.authority),
-                (b":path", path.encode()),
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            self.h2.send_headers(stream_id, headers, end_stream=not body)
-            await self._send_body(stream_id, pending, body)
+            await self._send_request(stream_id, pending, path, body, content_type, method)
             await pending.done.wait()
         except BaseException:
             if self.alive and not pending.done.is_set():
@@ -351,30 +366,12 @@ class _Connection:
 
         The caller owns the stream from here and must ``close_stream`` it.
         """
-        while self.alive and (
-            self.h2.open_outbound_streams >= self.h2.remote_settings.max_concurrent_streams
-        ):
-            # Every waiter waits on the same event; a new one only once it was set
-            # (replacing an unset one would strand the tasks already waiting on it).
-            if self.slot_free.is_set():
-                self.slot_free = trio.Event()
-            await self.slot_free.wait()
-        if not self.alive:
-            raise ConnectionLostError("the connection to the broker is closed")
+        await self._wait_for_slot()
         stream_id = self.h2.get_next_available_stream_id()
         pending = _Streaming()
         self.pending[stream_id] = pending
         try:
-            headers = [
-                (b":method", method.encode()),
-                (b":scheme", self.scheme),
-                (b":authority", self.authority),
-                (b":path", path.encode()),
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            self.h2.send_headers(stream_id, headers, end_stream=not body)
-            await self._send_body(stream_id, pending, body)
+            await self._send_request(stream_id, pending, path, body, content_type, method)
             while not pending.headers_received and not pending.done.is_set():
                 pending.readable = trio.Event()
                 await pending.readable.wait()
