@@ -21,9 +21,9 @@ a warm-up, divided by the time between the arrivals of the first and the
 last of them, or by the window when that was shorter: a subscriber whose lag
 grows counts as slower, a steady lag shows in the latency), and latency
 p50/p99/p99.9/max over every delivered record of every subscriber, with
-numpy. The broker's CPU and its anonymous memory (``RssAnon`` in ``/proc``:
-the process's own memory, not LMDB's mapped file) are read at the end of the
-window.
+numpy. The broker's CPU, its anonymous memory (``RssAnon`` in ``/proc``:
+the process's own memory, not LMDB's mapped file) and its fan-out buffers
+(feeds and read chunks, from ``/metrics``) are read at the end of the window.
 
 ``isolation`` runs the same with one extra subscriber that reads at about
 1 % of the rate (it sleeps between events), so it falls behind the broker's
@@ -310,6 +310,17 @@ def _anon_mb(server: ServerProcess) -> float | None:
     return None
 
 
+async def _buffered_mb(endpoint: str) -> float:
+    """The broker's fan-out buffers (feeds and LMDB read chunks), from ``/metrics``."""
+    async with Client(endpoint) as client:
+        text = await client.metrics()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(("shardline_fanout_feed_bytes ", "shardline_fanout_read_bytes_held ")):
+            total += int(line.split()[1])
+    return total / 1e6
+
+
 async def _setup(endpoint: str, consumers: int) -> list[str]:
     async with Client(endpoint) as client:
         await client.create_stream(STREAM, 1)
@@ -378,6 +389,7 @@ def _measure(options: Options, run: _Run, duration: float, warmup: float) -> Row
         produced = _last_json(producer, timeout=warmup + duration + 120)
         cpu1 = server.cpu_seconds()
         anon = _anon_mb(server)
+        buffered = trio.run(_buffered_mb, server.endpoint)
         results = []
         for i, child in enumerate(children):
             if run.slow and i == total - 1:
@@ -408,6 +420,7 @@ def _measure(options: Options, run: _Run, duration: float, warmup: float) -> Row
         "max_ms": float(latency.max()) if latency.size else None,
         "server_cpu": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / (warmup + duration),
         "server_anon_mb": anon,
+        "buffered_mb": buffered,
         "late_groups": produced["late_groups"],
         "failed_records": produced["failed_records"],
     }
@@ -426,6 +439,7 @@ COLUMNS = (
     Column("max_ms", "max ms", ".1f"),
     Column("server_cpu", "server CPU", ".2f"),
     Column("server_anon_mb", "anon MB", ".0f"),
+    Column("buffered_mb", "buffered MB", ".1f"),
 )
 
 

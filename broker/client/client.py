@@ -234,6 +234,15 @@ class Client:
         raw = await self.exchange(operation, body, timeout=timeout)
         return raise_for_response(raw.status, raw.body)
 
+    async def metrics(self) -> str:
+        """The broker's ``GET /metrics`` (Prometheus' text format)."""
+        if self._transport is None:
+            raise RuntimeError("use the Client as `async with Client(...) as client`")
+        raw = await self._transport.request("/metrics", b"", "text/plain", "GET")
+        if raw.status != 200:
+            raise error_class("UnexpectedResponse", raw.status)(f"GET /metrics: HTTP {raw.status}")
+        return raw.body.decode()
+
     async def exchange(
         self, operation: str, body: bytes, *, timeout: float | None = None
     ) -> RawResponse:

@@ -222,6 +222,20 @@ class FanoutHub:
         for subscription in list(self.active.values()):
             subscription.interrupt()
 
+    def metrics_text(self) -> str:
+        """The hub's gauges in Prometheus' text format (for ``GET /metrics``)."""
+        stats = self.statistics()
+        out = []
+        for key, help_text in (
+            ("subscriptions", "Live SubscribeToShard subscriptions."),
+            ("feeds", "Shards with subscribers, each with a feed of encoded events."),
+            ("feed_bytes", "Bytes of encoded events held by the feeds."),
+            ("read_bytes_held", "Bytes lagging subscriptions hold from LMDB reads."),
+        ):
+            name = f"shardline_fanout_{key}"
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {stats[key]}"]
+        return "\n".join(out) + "\n"
+
     def statistics(self) -> dict[str, int]:
         return {
             "subscriptions": sum(1 for s in self.active.values() if not s.finished),

@@ -66,7 +66,11 @@ async def route(
     if bare == "/metrics":
         if method not in ("GET", "HEAD"):
             return error_response(MethodNotAllowedError(f"{bare} answers GET only"))
-        return Response(200, metrics_module.CONTENT_TYPE, metrics.render().encode())
+        text = metrics.render()
+        hub = broker.extras.get("fanout")
+        if hub is not None:
+            text += hub.metrics_text()
+        return Response(200, metrics_module.CONTENT_TYPE, text.encode())
     metrics.count_request("", NotFoundError.wire_name)
     return error_response(
         NotFoundError(f"no resource at {bare!r}: operations are POST /v1/<Operation>")

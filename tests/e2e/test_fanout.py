@@ -163,6 +163,7 @@ async def test_a_killed_client_releases_what_its_subscription_held(tmp_path: Pat
             await trio.testing.wait_all_tasks_blocked()  # the broker's side settled too
             hub = hub_of(served)
             assert hub.statistics()["subscriptions"] == 1 and hub.statistics()["feeds"] == 1
+            assert "shardline_fanout_subscriptions 1\n" in await client.metrics()
             process.kill()  # SIGKILL: nothing is closed politely
             await process.wait()
             while hub.statistics()["subscriptions"] or hub.feeds:
@@ -173,3 +174,4 @@ async def test_a_killed_client_releases_what_its_subscription_held(tmp_path: Pat
             "feed_bytes": 0,
             "read_bytes_held": 0,
         }
+        assert "shardline_fanout_subscriptions 0\n" in await client.metrics()
