@@ -45,9 +45,7 @@ ends with an *error* event.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +60,7 @@ from ..operations.shapes import child_shard_view
 from ..sequence import base
 from . import events
 from .credit import ByteBudget, Credit
-from .state import Action, Input, State, SubscriptionState
-
-logger = logging.getLogger(__name__)
+from .state import Action, Input, State, SubscriptionState, takeover
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -204,14 +200,18 @@ class FanoutHub:
         key = (consumer, desc.incarnation, index)
         now = trio.current_time()
         previous = self.active.get(key)
-        if previous is not None and not previous.finished:
-            if now - previous.started_at < self.config.takeover_window_s:
-                raise ResourceInUseError(
-                    f"Another active subscription exists for consumer {consumer} on shard "
-                    f"{desc.shard(index).shard_id}: a new one may take it over "
-                    f"{self.config.takeover_window_s:g} s after it started"
-                )
-            previous.take_over()
+        live = previous if previous is not None and not previous.finished else None
+        decision = takeover(
+            None if live is None else live.started_at, now, self.config.takeover_window_s
+        )
+        if decision == "refuse":
+            raise ResourceInUseError(
+                f"Another active subscription exists for consumer {consumer} on shard "
+                f"{desc.shard(index).shard_id}: a new one may take it over "
+                f"{self.config.takeover_window_s:g} s after it started"
+            )
+        if live is not None:
+            live.take_over()
         subscription = Subscription(self, key, desc, index, position, now)
         self.active[key] = subscription
         return subscription
@@ -279,8 +279,6 @@ class Subscription(Streamed):
             hub.budget, hub.config.read_bytes, rate_bytes_per_s=hub.config.rate_bytes_per_s
         )
         self._wake: trio.Event | None = None
-        #: Test hook: called with each event's bytes before it is sent.
-        self.on_event: Callable[[bytes], Any] | None = None
 
     def take_over(self) -> None:
         self.taken_over = True
