@@ -175,3 +175,21 @@ async def test_a_killed_client_releases_what_its_subscription_held(tmp_path: Pat
             "read_bytes_held": 0,
         }
         assert "shardline_fanout_subscriptions 0\n" in await client.metrics()
+
+
+async def test_shutdown_ends_subscriptions_at_once(tmp_path: Path) -> None:
+    async with (
+        serve(tmp_path / "data", subscription_heartbeat_s=60.0) as served,
+        Client(served.endpoint) as client,
+    ):
+        (arn,) = await consumers(client, 1)
+        async with (
+            Client(served.endpoint) as reader,
+            reader.subscribe_to_shard(arn, S0, TRIM) as events,
+        ):
+            await trio.testing.wait_all_tasks_blocked()
+            served.server.shutdown()
+            with trio.fail_after(10):  # long before a heartbeat or the lifetime
+                remaining = [event async for event in events]
+                await served.stopped.wait()
+        assert remaining == []  # a clean end: no error event, subscribe again elsewhere
