@@ -53,6 +53,8 @@ STREAM_WINDOW = 16 * MIB
 CONNECTION_WINDOW = 64 * MIB
 MAX_FRAME_SIZE = 1 * MIB
 READ_SIZE = 256 * 1024
+#: How long a new connection waits for the broker's SETTINGS frame.
+SETTINGS_TIMEOUT_S = 10.0
 #: A streamed response's default buffer bound: its stream's flow-control window.
 STREAM_BUFFER = 1 * MIB
 #: The HTTP/2 bounds of a stream window (RFC 9113 section 6.9.2).
@@ -139,6 +141,8 @@ class _Connection:
         self.send_lock = trio.Lock()
         self.pending: dict[int, _Pending] = {}
         self.slot_free = trio.Event()
+        #: Set once the broker's SETTINGS arrived (or the connection failed).
+        self.settings_received = trio.Event()
         #: Set when the read loop left output (acknowledgements) for ``write_loop``.
         self.output_ready = trio.Event()
         self.alive = True
@@ -174,6 +178,7 @@ class _Connection:
         self.alive = False
         self.closed.set()
         self.output_ready.set()
+        self.settings_received.set()
         for pending in self.pending.values():
             if pending.error is None and not pending.done.is_set():
                 pending.error = ConnectionLostError(reason)
@@ -258,6 +263,7 @@ class _Connection:
             for pending in self.pending.values():
                 pending.window_open.set()
             self.slot_free.set()
+            self.settings_received.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.fail_all(f"the broker closed the connection (GOAWAY {event.error_code!r})")
 
@@ -571,6 +577,15 @@ class H2Transport:
             raise ConnectionLostError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self.nursery.start_soon(connection.read_loop, self.max_response_bytes)
         self.nursery.start_soon(connection.write_loop)
+        # Requests wait for the broker's SETTINGS: opened before them, more streams
+        # than its SETTINGS_MAX_CONCURRENT_STREAMS would cost the connection.
+        with trio.move_on_after(SETTINGS_TIMEOUT_S):
+            await connection.settings_received.wait()
+        if not connection.settings_received.is_set() or not connection.alive:
+            connection.fail_all("the broker sent no HTTP/2 settings")
+            raise ConnectionLostError(
+                f"{self.host}:{self.port} did not answer with HTTP/2 settings in time"
+            )
         return connection
 
     async def request(
