@@ -5,8 +5,11 @@ thread, right after each durable commit). For every shard that has at least
 one subscriber it keeps a *feed*: the newest committed batches of that shard,
 each already encoded as a push *records* event (``events.encode_records``:
 the stored payload spliced in unread), bounded by ``tail_bytes`` per shard,
-oldest dropped first. A commit appends to the feeds and wakes their waiting
-subscribers: nothing polls.
+oldest dropped first. A commit appends to the feeds and hands the new event
+to the subscriptions parked at the tail: the commit listener writes it into
+each one's transport at once where flow control has room
+(``BodySink.send_nowait``: no task wake-up per subscriber), and wakes the
+others. Nothing polls.
 
 A subscription (``Subscription.run``) owns a position (the next offset it
 sends) and a state in the table of ``broker.fanout.state``: each turn it
@@ -101,7 +104,8 @@ class _Feed:
     entries: deque[_Entry] = field(default_factory=deque)
     nbytes: int = 0
     subscribers: int = 0
-    waiters: set[trio.Event] = field(default_factory=set)
+    #: Subscriptions caught up and waiting for the next batch.
+    parked: set[Subscription] = field(default_factory=set)
 
     def append(self, entry: _Entry) -> None:
         if self.entries and self.entries[-1].end != entry.first:
@@ -110,16 +114,20 @@ class _Feed:
         self.nbytes += len(entry.event)
         while self.nbytes > self.limit and len(self.entries) > 1:
             self.nbytes -= len(self.entries.popleft().event)
-        self.wake()
 
     def clear(self) -> None:
         self.entries.clear()
         self.nbytes = 0
 
     def wake(self) -> None:
-        for waiter in self.waiters:
-            waiter.set()
-        self.waiters.clear()
+        for subscription in self.parked:
+            subscription.interrupt()
+
+    def deliver(self, entry: _Entry) -> None:
+        """A new batch for the parked: written at once where it can be, woken otherwise."""
+        for subscription in self.parked:
+            if not subscription.deliver_now(entry):
+                subscription.interrupt()
 
     def since(self, position: int) -> list[_Entry] | None:
         """The entries from ``position`` on; None when the feed does not hold it."""
@@ -175,7 +183,9 @@ class FanoutHub:
             event = events.encode_records(
                 start + first, fmt.payload_of(batch.value), start + end - 1, 0
             )
-            feed.append(_Entry(first, end, event))
+            entry = _Entry(first, end, event)
+            feed.append(entry)
+            feed.deliver(entry)
 
     def _feed(self, inc: int, index: int) -> _Feed:
         feed = self.feeds.get((inc, index))
@@ -279,6 +289,34 @@ class Subscription(Streamed):
             hub.budget, hub.config.read_bytes, rate_bytes_per_s=hub.config.rate_bytes_per_s
         )
         self._wake: trio.Event | None = None
+        self._sink: BodySink | None = None
+        self.next_heartbeat = started_at + hub.config.heartbeat_s
+
+    def deliver_now(self, entry: _Entry) -> bool:
+        """Write a new tail batch from the commit listener, if this parked subscription can.
+
+        The parked task is not woken: one write queued per subscriber, no task
+        switch. Only at the tail, in order, without a rate limit, and while
+        the transport's flow control has room; else the task does it.
+        """
+        sink = self._sink
+        if (
+            sink is None
+            or self._wake is None
+            or self._wake.is_set()
+            or self.taken_over
+            or self.hub.closing
+            or self.credit.rate is not None
+            or self.machine.state is not State.TAIL
+            or self.position != entry.first
+            or trio.current_time() >= self.started_at + self.hub.config.lifetime_s
+        ):
+            return False
+        if not sink.send_nowait(entry.event):
+            return False
+        self.position = entry.end
+        self.next_heartbeat = trio.current_time() + self.hub.config.heartbeat_s
+        return True
 
     def take_over(self) -> None:
         self.taken_over = True
@@ -296,6 +334,7 @@ class Subscription(Streamed):
     async def run(self, sink: BodySink) -> None:
         hub = self.hub
         feed = hub._feed(self.incarnation, self.index)
+        self._sink = sink
         try:
             await self._run(sink, feed)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -344,20 +383,20 @@ class Subscription(Streamed):
         """Drive the state table (``broker.fanout.state``): observe, step, act."""
         config = self.hub.config
         deadline = self.started_at + config.lifetime_s
-        next_heartbeat = trio.current_time() + config.heartbeat_s
+        self.next_heartbeat = trio.current_time() + config.heartbeat_s
         machine = self.machine
         while True:
             event, entries = self._observe(feed)
             action = machine.step(event)
             if action is Action.SEND_BATCH:
                 await self._send_entries(sink, entries)
-                next_heartbeat = trio.current_time() + config.heartbeat_s
+                self.next_heartbeat = trio.current_time() + config.heartbeat_s
             elif action is Action.READ_STORED or action is Action.SEND_STORED:
                 await self._send_stored(sink)
-                next_heartbeat = trio.current_time() + config.heartbeat_s
+                self.next_heartbeat = trio.current_time() + config.heartbeat_s
             elif action is Action.SEND_HEARTBEAT:
                 await self._send(sink, events.encode_heartbeat(str(self.continuation), 0))
-                next_heartbeat = trio.current_time() + config.heartbeat_s
+                self.next_heartbeat = trio.current_time() + config.heartbeat_s
             elif action is Action.SEND_END:
                 await sink.send(events.encode_end(self.children))
                 return
@@ -377,15 +416,16 @@ class Subscription(Streamed):
             elif event is Input.CAUGHT_UP and machine.state is State.TAIL and not entries:
                 # Nothing to send: wait for a commit, a heartbeat, the lifetime's end or
                 # a takeover; a heartbeat that comes due is the table's next input.
+                # (New batches may be written for it meanwhile: ``deliver_now``.)
                 self._wake = wake = trio.Event()
-                feed.waiters.add(wake)
-                with trio.move_on_at(min(next_heartbeat, deadline)):
+                feed.parked.add(self)
+                with trio.move_on_at(min(self.next_heartbeat, deadline)):
                     await wake.wait()
-                feed.waiters.discard(wake)
+                feed.parked.discard(self)
                 self._wake = None
-                if not wake.is_set() and trio.current_time() >= next_heartbeat:
+                if not wake.is_set() and trio.current_time() >= self.next_heartbeat:
                     await self._heartbeat_due(sink)
-                    next_heartbeat = trio.current_time() + config.heartbeat_s
+                    self.next_heartbeat = trio.current_time() + config.heartbeat_s
 
     async def _heartbeat_due(self, sink: BodySink) -> None:
         action = self.machine.step(Input.HEARTBEAT_DUE)

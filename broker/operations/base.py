@@ -48,6 +48,13 @@ class BodySink(Protocol):
 
     async def send(self, chunk: bytes) -> None: ...
 
+    def send_nowait(self, chunk: bytes) -> bool:
+        """Queue ``chunk`` at once if flow control has room for all of it; else False.
+
+        The transport writes it soon after, from its own task; nothing waits.
+        """
+        ...
+
 
 class Streamed:
     """A response whose body is produced over time (SubscribeToShard's events).

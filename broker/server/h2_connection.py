@@ -116,6 +116,21 @@ class _H2Sink:
             raise trio.BrokenResourceError("the client reset the stream")
         await self.connection._flush()
 
+    def send_nowait(self, chunk: bytes) -> bool:
+        connection, stream = self.connection, self.stream
+        h2_connection = connection.h2
+        if stream.reset or h2_connection.local_flow_control_window(stream.stream_id) < len(chunk):
+            return False
+        frame_size = h2_connection.max_outbound_frame_size
+        view = memoryview(chunk)
+        try:
+            for at in range(0, len(chunk), frame_size):
+                h2_connection.send_data(stream.stream_id, view[at : at + frame_size])
+        except h2.exceptions.ProtocolError:
+            return False
+        connection.output_ready.set()  # the write loop sends it with whatever else is queued
+        return True
+
 
 class H2ServerConnection:
     """Serves one HTTP/2 connection over ``stream`` until it closes."""

@@ -31,6 +31,14 @@ class ListSink:
         self.changed.set()
         self.changed = trio.Event()
 
+    def send_nowait(self, chunk: bytes) -> bool:
+        if self.gate is not None and not self.gate.is_set():
+            return False  # "no room": the subscription's task will send it
+        self.chunks.append(chunk)
+        self.changed.set()
+        self.changed = trio.Event()
+        return True
+
     def events(self) -> list[dict[str, Any]]:
         unpacker = msgpack.Unpacker(raw=False)
         for chunk in self.chunks:
@@ -212,3 +220,23 @@ async def test_a_subscriber_behind_by_several_commits_gets_them_in_one_write(log
             sub.interrupt()
     assert data(sink) == [bytes([i]) for i in range(5)]
     assert len(sink.chunks) <= 3  # the first alone (it was being sent), the rest joined
+
+
+async def test_parked_subscribers_get_new_batches_written_without_a_wake(log: Log) -> None:
+    desc = await log.create_stream("s", 1)
+    hub = FanoutHub(log, HubConfig(heartbeat_s=60))
+    sinks = [ListSink() for _ in range(3)]
+    async with trio.open_nursery() as nursery:
+        subs = [hub.subscribe(f"c{i}", desc, 0, 1) for i in range(3)]
+        for sub, sink in zip(subs, sinks, strict=True):
+            nursery.start_soon(sub.run, sink)
+        await trio.testing.wait_all_tasks_blocked()
+        assert all(sub.machine.state.value == "TAIL" for sub in subs)
+        await put(log, b"a")
+        # Written by the commit listener itself: each sink has it, the tasks still parked.
+        assert all(data(sink) == [b"a"] for sink in sinks)
+        assert all(sub._wake is not None and not sub._wake.is_set() for sub in subs)
+        assert sinks[0].chunks[0] is sinks[1].chunks[0] is sinks[2].chunks[0]
+        hub.close()
+        for sub in subs:
+            sub.interrupt()
