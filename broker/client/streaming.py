@@ -124,7 +124,12 @@ class ShardEvents:
                         f"the event stream ended inside an event ({len(buffer)} bytes of it)"
                     )
                 return
-            splitter.feed(chunk)
+            try:
+                splitter.feed(chunk)
+            except msgpack.BufferFull:
+                raise SerializationError(
+                    f"an event is larger than {self._decoder.max_event_bytes} bytes"
+                ) from None
             buffer += chunk
             while True:
                 try:

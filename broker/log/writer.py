@@ -159,6 +159,11 @@ class Log:
             await self._space.park()
         now = self.now_ms()
         segments = {index: fmt.pack_segment(recs, now) for index, recs in records.items() if recs}
+        return await self._append_segments(stream, segments, incarnation)
+
+    async def _append_segments(
+        self, stream: str, segments: dict[int, fmt.Segment], incarnation: int | None
+    ) -> AppendResult:
         if not segments:
             raise InvalidArgumentError("an append needs at least one record")
         nbytes = sum(s.nbytes for s in segments.values())
@@ -188,11 +193,7 @@ class Log:
         segments = {
             index: fmt.pack_stamped(recs, arrival_ms) for index, recs in records.items() if recs
         }
-        if not segments:
-            raise InvalidArgumentError("an append needs at least one record")
-        nbytes = sum(s.nbytes for s in segments.values())
-        result: AppendResult = await self._submit(AppendOp(stream, incarnation, segments, nbytes))
-        return result
+        return await self._append_segments(stream, segments, incarnation)
 
     # -- streams ------------------------------------------------------------
 

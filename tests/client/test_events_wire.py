@@ -63,3 +63,10 @@ async def test_a_body_cut_inside_an_event_is_refused() -> None:
     events = ShardEvents(Chunks([raw, raw[:-3]]))  # type: ignore[arg-type]
     with pytest.raises(SerializationError, match="inside an event"):
         _ = [r async for r in events.wire()]
+
+
+async def test_an_event_over_the_bound_is_refused() -> None:
+    raw = msgpack.packb({"Type": "heartbeat", "Pad": b"x" * 5000})
+    events = ShardEvents(Chunks([raw]), max_event_bytes=1000)  # type: ignore[arg-type]
+    with pytest.raises(SerializationError, match="larger than"):
+        _ = [r async for r in events.wire()]

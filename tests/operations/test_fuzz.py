@@ -199,4 +199,11 @@ def test_table_is_complete() -> None:
         "DeregisterStreamConsumer",
         "DescribeStreamConsumer",
         "ListStreamConsumers",
+        "SubscribeToShard",
+        "AcquireLease",
+        "RenewLease",
+        "ReleaseLease",
+        "ListLeases",
+        "SetCheckpoint",
+        "GetCheckpoint",
     }
