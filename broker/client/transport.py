@@ -145,6 +145,8 @@ class _Connection:
         self.settings_received = trio.Event()
         #: Set when the read loop left output (acknowledgements) for ``write_loop``.
         self.output_ready = trio.Event()
+        #: Bytes h2 produced while the read loop ran, in order, for ``write_loop``.
+        self.outbox = bytearray()
         self.alive = True
         #: Set once the connection is lost or closed.
         self.closed = trio.Event()
@@ -157,6 +159,8 @@ class _Connection:
     async def flush(self) -> None:
         async with self.send_lock:
             data = self.h2.data_to_send()
+            if self.outbox:
+                data, self.outbox = bytes(self.outbox + data), bytearray()
             if data:
                 await self.stream.send_all(data)
 
@@ -198,7 +202,12 @@ class _Connection:
                 events = self.h2.receive_data(data)
                 for event in events:
                     self._on_event(event, max_response_bytes)
-                self.output_ready.set()
+                # Most reads (a pushed event's DATA) leave nothing to send: the write
+                # loop is woken only when h2 has output (acknowledgements, credit).
+                output = self.h2.data_to_send()
+                if output:
+                    self.outbox += output
+                    self.output_ready.set()
                 if not self.alive:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
