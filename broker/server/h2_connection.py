@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -128,7 +129,7 @@ class _H2Sink:
                 h2_connection.send_data(stream.stream_id, view[at : at + frame_size])
         except h2.exceptions.ProtocolError:
             return False
-        connection.output_ready.set()  # the write loop sends it with whatever else is queued
+        connection.send_soon()
         return True
 
 
@@ -177,6 +178,10 @@ class H2ServerConnection:
         self.buffered = 0
         self.deferred_acks: list[tuple[int, int]] = []
         self.send_lock = trio.Lock()
+        #: What a direct write (``send_soon``) left over: sent first by the write loop.
+        self.unsent = b""
+        #: The socket's descriptor for direct writes; -1 for TLS and other streams.
+        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         #: Set when the read loop left output (acknowledgements, settings) to send.
         self.output_ready = trio.Event()
         self.last_activity = trio.current_time()
@@ -494,9 +499,37 @@ class H2ServerConnection:
 
     # -- the socket -------------------------------------------------------
 
+    def send_soon(self) -> None:
+        """Send h2's output now if nothing else is sending, else wake the write loop.
+
+        The commit listener pushes one batch to many subscribers at once:
+        writing here, without a wait, spares each connection's write loop a
+        wake-up (at 1,000 records/s to ten subscribers, ten task switches per
+        commit). Only on plain sockets, and only while no send is in progress
+        (the write loop holds ``send_lock`` across its awaits, so bytes never
+        interleave); what the socket does not take now is left to the write loop,
+        ahead of anything queued later.
+        """
+        if self.fd < 0 or self.unsent or self.send_lock.locked():
+            self.output_ready.set()
+            return
+        data = self.h2.data_to_send()
+        if not data:
+            return
+        try:
+            sent = os.write(self.fd, data)
+        except OSError:  # full (EAGAIN) or broken: the write loop sends it or fails
+            sent = 0
+        self.metrics.bytes_out += sent
+        if sent < len(data):
+            self.unsent = data[sent:]
+            self.output_ready.set()
+
     async def _flush(self) -> None:
         async with self.send_lock:
             data = self.h2.data_to_send()
+            if self.unsent:
+                data, self.unsent = self.unsent + data, b""
             if data:
                 self.metrics.bytes_out += len(data)
                 await self.stream.send_all(data)
@@ -518,7 +551,8 @@ class H2ServerConnection:
     async def _write_raw(self, data: bytes) -> None:
         try:
             async with self.send_lock:
-                pending = self.h2.data_to_send() + data
+                pending = self.unsent + self.h2.data_to_send() + data
+                self.unsent = b""
                 self.metrics.bytes_out += len(pending)
                 await self.stream.send_all(pending)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
