@@ -9,6 +9,7 @@ This is the one module that sees every package (``broker``, ``consumers``,
 - ``shardline put STREAM``: one record per line of stdin, or ``--data``.
 - ``shardline get STREAM``: records as JSON lines, until caught up.
 - ``shardline subscribe STREAM --consumer NAME``: records pushed to a consumer, as JSON lines.
+- ``shardline consume STREAM --group G``: one member of a consumer group, as JSON lines.
 - ``shardline bench SCENARIO|all``: benchmarks (``bench/``).
 
 Client commands talk to ``--endpoint`` (default ``http://127.0.0.1:4567``, or
@@ -113,6 +114,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_subscribe(commands)
 
+    from .cli_consume import add_parser as add_consume
+
+    add_consume(commands)
+
     bench = commands.add_parser("bench", help="run a benchmark scenario, or all of them")
     bench.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -133,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import cli_subscribe
 
             return trio.run(cli_subscribe.run, args)
+        if args.command == "consume":
+            from . import cli_consume
+
+            return trio.run(cli_consume.run, args)
         from . import cli_client
 
         return trio.run(cli_client.run, args)

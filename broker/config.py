@@ -56,6 +56,9 @@ class BrokerConfig:
     fanout_budget_bytes: int = 256 * 1024 * 1024
     #: Optional rate per consumer per shard in bytes/s (Kinesis: 2 MiB/s); 0 = off.
     subscription_rate_bytes_per_s: int = 0
+    #: Idempotent producers expire after this long without InitProducer or an idempotent
+    #: batch (Kafka's producer.id.expiration.ms: a day).
+    producer_idle_expiry_s: int = 86_400
     #: Server limits.
     max_connections: int = 1024
     max_concurrent_streams: int = 256

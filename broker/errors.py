@@ -149,3 +149,38 @@ class LeaseLostError(ShardlineError):
 
     wire_name = "LeaseLostException"
     http_status = 400
+
+
+class UnknownProducerIdError(ShardlineError):
+    """An idempotent batch named a producer id the broker never gave out, or one that expired.
+
+    Not retriable as it is: the client calls ``InitProducer`` again and numbers
+    its batches afresh under the new id.
+    """
+
+    wire_name = "UnknownProducerIdException"
+    http_status = 400
+
+
+class OutOfOrderBatchError(ShardlineError):
+    """An idempotent batch's number is neither the next one nor a retry of the last one.
+
+    (Or it repeats the last number with another record count.) A client bug or
+    lost client state: resending the same request cannot succeed.
+    """
+
+    wire_name = "OutOfOrderBatchException"
+    http_status = 400
+
+
+class ShardMismatchError(ShardlineError):
+    """An idempotent batch's records do not all route to its ``ShardId``, or that shard is closed.
+
+    Retriable once the client has refreshed its shard map and routed the
+    records again (as ``ShardClosedError``); nothing of the batch was written
+    and its number was not used.
+    """
+
+    wire_name = "ShardMismatchException"
+    http_status = 400
+    retriable = True

@@ -62,6 +62,7 @@ from typing import Any, NamedTuple, Protocol
 import trio
 
 from broker.client import (
+    Backoff,
     ConnectionLostError,
     EndEvent,
     ErrorEvent,
@@ -106,32 +107,6 @@ class StreamSource(SubscriptionSource, Protocol):
         next_token: str | None = None,
         shard_filter: dict[str, Any] | None = None,
     ) -> ListShardsResult: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Waits between failed attempts: exponential, with equal jitter.
-
-    Attempt ``n`` (from 1) waits between half and all of
-    ``min(max_s, initial_s * multiplier ** (n - 1))``: the fixed half makes the
-    waits grow for sure (a takeover window of 5 s is outwaited after a few
-    attempts), the random half spreads subscribers that failed together.
-    ``max_attempts`` consecutive failures raise the last error; ``None``
-    retries forever.
-    """
-
-    initial_s: float = 0.2
-    max_s: float = 10.0
-    multiplier: float = 2.0
-    max_attempts: int | None = None
-
-    def step(self, attempt: int) -> float:
-        """The upper bound of attempt ``attempt``'s wait."""
-        return min(self.max_s, self.initial_s * self.multiplier ** (attempt - 1))
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        step = self.step(attempt)
-        return step / 2 + rng.uniform(0, step / 2)
 
 
 def error_of(event: ErrorEvent) -> ShardlineError:

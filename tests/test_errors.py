@@ -33,6 +33,9 @@ EXPECTED = {
     "ExpiredNextTokenError": ("ExpiredNextTokenException", 400, False),
     "ShardClosedError": ("ResourceInUseException", 400, True),
     "LeaseLostError": ("LeaseLostException", 400, False),
+    "UnknownProducerIdError": ("UnknownProducerIdException", 400, False),
+    "OutOfOrderBatchError": ("OutOfOrderBatchException", 400, False),
+    "ShardMismatchError": ("ShardMismatchException", 400, True),
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import fanout, ingest, log_append, log_read, poll_read
+from . import fanout, group, ingest, log_append, log_read, poll_read, producer
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -14,5 +14,7 @@ SCENARIOS: dict[str, Scenario] = {
         poll_read.SCENARIO,
         fanout.FANOUT,
         fanout.ISOLATION,
+        producer.SCENARIO,
+        group.SCENARIO,
     )
 }

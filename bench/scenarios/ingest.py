@@ -107,11 +107,14 @@ async def _closed_loop(client: Client, bodies: list[bytes], offset: int, tally: 
                 tally.errors += 1
 
 
-async def peak(endpoint: str, concurrency: int, warmup: float, duration: float) -> dict[str, Any]:
+async def peak(
+    endpoint: str, concurrency: int, warmup: float, duration: float, *, create: bool = True
+) -> dict[str, Any]:
     bodies = request_bodies(DISTINCT_REQUESTS)
     tally = _Tally()
     async with Client(endpoint) as client:
-        await client.create_stream(STREAM, SHARDS)
+        if create:
+            await client.create_stream(STREAM, SHARDS)
         async with trio.open_nursery() as nursery:
             for k in range(concurrency):
                 nursery.start_soon(_closed_loop, client, bodies, k * 7, tally)

@@ -6,7 +6,10 @@ returns the wire maps.
 
 from __future__ import annotations
 
+from .backoff import Backoff
+from .batches import ProducerStatistics, RecordHandle
 from .client import Client, error_class, kinesis_field, kinesis_request
+from .producer import Producer, ProducerClosedError
 from .results import (
     CheckpointInfo,
     ChildShard,
@@ -16,6 +19,7 @@ from .results import (
     GetRecordsResult,
     GetShardIteratorResult,
     HashKeyRange,
+    InitProducerResult,
     LeaseInfo,
     ListLeasesResult,
     ListShardsResult,
@@ -45,6 +49,7 @@ from .streaming import (
 from .transport import ConnectionLostError, RequestTimeoutError, StreamedResponse
 
 __all__ = [
+    "Backoff",
     "CheckpointInfo",
     "ChildShard",
     "Client",
@@ -59,15 +64,20 @@ __all__ = [
     "GetShardIteratorResult",
     "HashKeyRange",
     "HeartbeatEvent",
+    "InitProducerResult",
     "LeaseInfo",
     "ListLeasesResult",
     "ListShardsResult",
     "ListStreamConsumersResult",
     "ListStreamsResult",
+    "Producer",
+    "ProducerClosedError",
+    "ProducerStatistics",
     "PutRecordResult",
     "PutRecordsResult",
     "PutRecordsResultEntry",
     "Record",
+    "RecordHandle",
     "RecordsEvent",
     "RequestTimeoutError",
     "SequenceNumberRange",

@@ -40,6 +40,7 @@ from .results import (
     ConsumerDescription,
     GetRecordsResult,
     GetShardIteratorResult,
+    InitProducerResult,
     LeaseInfo,
     ListLeasesResult,
     ListShardsResult,
@@ -367,11 +368,37 @@ class Client:
         records: list[dict[str, Any]],
         *,
         stream_arn: str | None = None,
+        producer_id: str | None = None,
+        shard_id: str | None = None,
+        batch_number: int | None = None,
     ) -> PutRecordsResult:
-        """``records``: maps with Kinesis names (``Data``, ``PartitionKey``, ...)."""
-        request = kinesis_request(stream_name=stream_name, stream_arn=stream_arn, records=records)
+        """``records``: maps with Kinesis names (``Data``, ``PartitionKey``, ...).
+
+        With ``producer_id`` (from ``init_producer``), ``shard_id`` and
+        ``batch_number``, all three, the request is an idempotent batch: every
+        record must route to ``shard_id``, and a batch the broker already
+        committed is answered with its original sequence numbers and
+        ``deduplicated`` set, never appended twice (``docs/protocol.md``).
+        """
+        request = kinesis_request(
+            stream_name=stream_name,
+            stream_arn=stream_arn,
+            records=records,
+            producer_id=producer_id,
+            shard_id=shard_id,
+            batch_number=batch_number,
+        )
         body = await self.call("PutRecords", request)
         return parse_response("PutRecords", PutRecordsResult.from_wire, body)
+
+    async def init_producer(self) -> InitProducerResult:
+        """A new idempotent producer id: pass it to ``put_records`` with a shard and a number.
+
+        It expires after ``idle_expiry_seconds`` without a batch; then
+        ``put_records`` raises ``UnknownProducerIdError`` and a new one is needed.
+        """
+        body = await self.call("InitProducer", {})
+        return parse_response("InitProducer", InitProducerResult.from_wire, body)
 
     async def get_shard_iterator(
         self,

@@ -310,11 +310,17 @@ class PutRecordsResultEntry(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class PutRecordsResult:
-    """``PutRecords``: one entry per request record, in request order."""
+    """``PutRecords``: one entry per request record, in request order.
+
+    ``deduplicated``: the request was an idempotent batch that the broker had
+    already committed; ``records`` are the original sequence numbers and
+    nothing was appended this time.
+    """
 
     failed_record_count: int
     records: list[PutRecordsResultEntry]
     encryption_type: str | None = None
+    deduplicated: bool = False
 
     @classmethod
     def from_wire(cls, body: Wire) -> Self:
@@ -342,7 +348,19 @@ class PutRecordsResult:
             ]
         if failed is None:
             failed = sum(1 for r in records if r.error_code is not None)
-        return cls(failed, records, body.get("EncryptionType"))
+        return cls(failed, records, body.get("EncryptionType"), body.get("Deduplicated") is True)
+
+
+@dataclass(frozen=True, slots=True)
+class InitProducerResult:
+    """``InitProducer``: a new idempotent producer, and how long it may stay idle."""
+
+    producer_id: str
+    idle_expiry_seconds: int
+
+    @classmethod
+    def from_wire(cls, body: Wire) -> Self:
+        return cls(body["ProducerId"], body["IdleExpirySeconds"])
 
 
 # -- reads ------------------------------------------------------------------------

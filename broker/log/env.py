@@ -29,7 +29,16 @@ import lmdb
 
 from ..errors import DataDirectoryLockedError, StorageFullError
 
-DATABASES = ("meta", "streams", "batches", "tails", "checkpoints", "leases", "consumers")
+DATABASES = (
+    "meta",
+    "streams",
+    "batches",
+    "tails",
+    "checkpoints",
+    "leases",
+    "consumers",
+    "producers",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,17 @@ database        key                                              value
 ``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``   msgpack checkpoint
 ``leases``      ``inc u32 + application utf-8 + 0x00 + shard``   msgpack lease
 ``consumers``   ``inc u32 + consumer name utf-8``                msgpack [creation ms]
+``producers``   ``producer id (16 bytes)``                       msgpack [last active ms,
+                                                                 expires ms]
+``producers``   ``producer id + inc u32 + shard u32``            msgpack [batch number,
+                                                                 first offset, count]
 ==============  ===============================================  =========================
 
 Every key of a stream starts with its incarnation, so deleting a stream's data
 is a walk over one key prefix per database. A stream's consumers, keyed by
-name, are listed in name order by a walk over its prefix.
+name, are listed in name order by a walk over its prefix. The exception is
+``producers`` (``producers.py``): keyed by producer, so that one producer's
+rows are one range; a deleted stream's rows there go in the producers' sweep.
 """
 
 from __future__ import annotations

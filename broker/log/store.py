@@ -17,8 +17,15 @@ changed only after LMDB confirmed the commit, and only by the writer thread;
 readers on other threads see each published object whole.
 
 Maintenance rides in commits: each commit deletes at most ``delete_chunk``
-keys of dropped streams and of batches past retention, so large deletions
-never stall producers.
+keys of dropped streams and of batches past retention, and examines at most
+``delete_chunk`` keys of the producer table (``broker.log.producers``), so
+large deletions never stall producers.
+
+An append may carry a producer stamp (an idempotent batch, one shard): it is
+checked against the producer table *before* its shard is (a retry of a batch
+committed before a reshard closed the shard is still answered), answered
+with the original's offsets if it repeats the producer's last batch, and
+otherwise appended with the producer's row written in the same transaction.
 """
 
 from __future__ import annotations
@@ -38,15 +45,18 @@ from ..errors import (
     ResourceNotFoundError,
     ShardClosedError,
     ShardlineError,
+    ShardMismatchError,
 )
 from ..model import (
     ShardTail,
     StreamDescription,
+    shard_id,
     validate_stream_name,
 )
 from . import batch as fmt
 from . import catalog, keys
 from .env import EnvConfig, LogEnvironment, storage_error
+from .producers import LastBatch, Placed, ProducerStamp, ProducerTable, StagedProducers
 
 HOUR_MS = 3_600_000
 
@@ -91,14 +101,21 @@ class AppendOp:
     result: AppendResult | None = None
     error: ShardlineError | None = None
     done: Any = None
+    #: An idempotent batch's producer and number (then ``segments`` has one shard).
+    producer: ProducerStamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """Where an append landed: per shard index, (first offset, record count)."""
+    """Where an append landed: per shard index, (first offset, record count).
+
+    ``deduplicated``: an idempotent batch that repeated its producer's last
+    one; ``ranges`` are that batch's, and nothing was appended.
+    """
 
     incarnation: int
     ranges: dict[int, tuple[int, int]]
+    deduplicated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +152,9 @@ class Commit:
         self.drops_added: list[int] = []
         self.drops_done: list[int] = []
         self.report = CommitReport()
+        self._producers: StagedProducers | None = None
+        #: Retries of a batch placed earlier in this commit: answered once it is written.
+        self._echoes: list[tuple[AppendOp, int, Placed]] = []
 
     # -- staged reads -------------------------------------------------------
 
@@ -153,6 +173,19 @@ class Commit:
 
     def ending_offset(self, desc: StreamDescription) -> Callable[[int], int]:
         return lambda index: self.tail(desc.incarnation, index).newest_offset
+
+    def is_live(self, inc: int) -> bool:
+        """Whether incarnation ``inc`` is a stream that exists in this commit."""
+        if inc in self.by_incarnation:
+            return self.by_incarnation[inc] is not None
+        return inc in self.store.by_incarnation
+
+    @property
+    def producers(self) -> StagedProducers:
+        """The producer table as this commit sees it (made on first use)."""
+        if self._producers is None:
+            self._producers = StagedProducers(self.store.producers, self.txn, self.dbs["producers"])
+        return self._producers
 
     # -- staged writes ------------------------------------------------------
 
@@ -229,12 +262,15 @@ class Commit:
 
     # -- appends ------------------------------------------------------------
 
-    def check_append(self, op: AppendOp) -> StreamDescription:
+    def check_append(self, op: AppendOp) -> StreamDescription | None:
+        """The stream to append to; None for a retried idempotent batch (its result is set)."""
         desc = self.stream(op.stream)
         if op.incarnation is not None and op.incarnation != desc.incarnation:
             raise ResourceNotFoundError(
                 f"Stream {op.stream} was deleted and created again since the append was routed"
             )
+        if op.producer is not None:
+            return self._check_idempotent(op, op.producer, desc)
         for index in op.segments:
             shard = desc.shard(index)
             if not shard.is_open:
@@ -243,6 +279,43 @@ class Commit:
                     "record again with the current shard map"
                 )
         return desc
+
+    def _check_idempotent(
+        self, op: AppendOp, stamp: ProducerStamp, desc: StreamDescription
+    ) -> StreamDescription | None:
+        """The producer's verdict first, then the shard: a retry is answered even if it closed."""
+        ((index, segment),) = op.segments.items()
+        inc = desc.incarnation
+        original = self.producers.decide(stamp, inc, index, segment.count, desc.name)
+        if isinstance(original, LastBatch):
+            op.result = AppendResult(
+                inc, {index: (original.first_offset, original.count)}, deduplicated=True
+            )
+            return None
+        if original is not None:
+            self._echoes.append((op, inc, original))
+            return None
+        shard = next((s for s in desc.shards if s.index == index), None)
+        if shard is None or not shard.is_open:
+            state = "does not exist" if shard is None else "is closed (split or merged)"
+            raise ShardMismatchError(
+                f"ShardId {shard_id(index)} of stream {desc.name} {state}: refresh the shard "
+                "map and route the records again"
+            )
+        self.producers.accept(stamp, inc, index, segment.count, op)
+        return desc
+
+    def write_producers(self) -> None:
+        """Write the commit's producer rows (after its appends) and answer same-commit retries."""
+        if self._producers is None:
+            return
+        self._producers.write()
+        for op, inc, original in self._echoes:
+            last = original.last()
+            op.result = AppendResult(
+                inc, {original.index: (last.first_offset, last.count)}, deduplicated=True
+            )
+        self._echoes.clear()
 
     def write_appends(
         self, pending: dict[tuple[int, int], list[tuple[AppendOp, fmt.Segment]]]
@@ -288,6 +361,8 @@ class Commit:
             self.drops_done.append(inc)
         if now_ms is None:
             return
+        if self.producers.sweep(now_ms, self.store.config.delete_chunk, self.is_live):
+            self.report.more_maintenance = True
         streams: dict[str, StreamDescription | None] = {**self.store.streams, **self.streams}
         for desc in streams.values():
             if desc is None:
@@ -341,6 +416,7 @@ class LogStore:
         self.tails: dict[tuple[int, int], ShardTail] = {}
         self.drops: list[int] = []
         self.last_incarnation = 0
+        self.producers = ProducerTable()
         self._load()
 
     def _load(self) -> None:
@@ -364,6 +440,7 @@ class LogStore:
                     self.tails[(desc.incarnation, shard.index)] = self._load_tail(
                         txn, desc.incarnation, shard.index
                     )
+            self.producers.load(txn, dbs["producers"], self.by_incarnation.__contains__)
 
     def _load_tail(self, txn: Any, inc: int, index: int) -> ShardTail:
         dbs = self.environment.dbs
@@ -441,6 +518,8 @@ class LogStore:
                 except ShardlineError as exc:
                     op.error = exc
                     continue
+                if desc is None:
+                    continue
                 op.result = AppendResult(desc.incarnation, {})
                 for index, segment in op.segments.items():
                     pending.setdefault((desc.incarnation, index), []).append((op, segment))
@@ -453,9 +532,17 @@ class LogStore:
                 op.error = exc
         if pending:
             staged.write_appends(pending)
+        staged.write_producers()
 
     def _publish(self, staged: Commit) -> None:
-        """Make a committed transaction's changes visible, object by object."""
+        """Make a committed transaction's changes visible, object by object.
+
+        The producer table goes first: whoever sees a reshard of this commit
+        then also sees the batches this commit appended before it (the
+        operations layer reads the catalog, then the producer table).
+        """
+        if staged._producers is not None:
+            staged._producers.publish()
         if staged.streams:
             streams = dict(self.streams)
             by_incarnation = dict(self.by_incarnation)
@@ -475,6 +562,7 @@ class LogStore:
             self.drops.append(inc)
             for key in [k for k in self.tails if k[0] == inc]:
                 del self.tails[key]
+            self.producers.forget_incarnation(inc)
         for inc in staged.drops_done:
             self.drops.remove(inc)
         self.last_incarnation = staged.last_incarnation

@@ -16,6 +16,11 @@ Reads are synchronous methods: short read transactions, no ``await`` inside.
 
 An append that was queued is committed even if its caller is cancelled while
 waiting for the result: cancellation does not withdraw a write.
+
+Idempotent producers (``broker.log.producers``): ``init_producer`` creates
+one, ``append_stamped(..., producer=stamp)`` appends one of its batches
+exactly once, and ``producer`` / ``last_batch`` read the published table
+without a transaction.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from . import batch as fmt
 from . import catalog, consumers, keys, leases, reader
 from .committer import GroupCommitter
 from .env import LogEnvironment
+from .producers import LastBatch, Producer, ProducerStamp
 from .store import AppendOp, AppendResult, Commit, CommitReport, LogConfig, LogStore, Op
 
 T = TypeVar("T")
@@ -162,12 +168,19 @@ class Log:
         return await self._append_segments(stream, segments, incarnation)
 
     async def _append_segments(
-        self, stream: str, segments: dict[int, fmt.Segment], incarnation: int | None
+        self,
+        stream: str,
+        segments: dict[int, fmt.Segment],
+        incarnation: int | None,
+        producer: ProducerStamp | None = None,
     ) -> AppendResult:
         if not segments:
             raise InvalidArgumentError("an append needs at least one record")
+        if producer is not None and len(segments) != 1:
+            raise InvalidArgumentError("an idempotent batch goes to exactly one shard")
         nbytes = sum(s.nbytes for s in segments.values())
-        result: AppendResult = await self._submit(AppendOp(stream, incarnation, segments, nbytes))
+        op = AppendOp(stream, incarnation, segments, nbytes, producer=producer)
+        result: AppendResult = await self._submit(op)
         return result
 
     async def append_stamped(
@@ -177,6 +190,7 @@ class Log:
         arrival_ms: int,
         *,
         incarnation: int | None = None,
+        producer: ProducerStamp | None = None,
     ) -> AppendResult:
         """``append`` for records built as ``(arrival_ms, key, data)`` by the caller.
 
@@ -184,6 +198,13 @@ class Log:
         that stamps follow queue order; if the queue is full the records wait
         for room and are stamped again (arrival times never decrease within a
         shard). This spares the write path a tuple per record.
+
+        With ``producer`` the records are one idempotent batch for one shard:
+        appended only if the producer is known and the number is its next one
+        for that shard; a repeat of its last batch is answered with that
+        batch's offsets and ``deduplicated`` (nothing appended). Refusals:
+        ``UnknownProducerIdError``, ``OutOfOrderBatchError``,
+        ``ShardMismatchError`` (the shard is closed or does not exist).
         """
         if self._committer.queued_bytes >= self.config.max_pending_bytes:
             while self._committer.queued_bytes >= self.config.max_pending_bytes:
@@ -193,7 +214,24 @@ class Log:
         segments = {
             index: fmt.pack_stamped(recs, arrival_ms) for index, recs in records.items() if recs
         }
-        return await self._append_segments(stream, segments, incarnation)
+        return await self._append_segments(stream, segments, incarnation, producer)
+
+    # -- idempotent producers ------------------------------------------------
+
+    async def init_producer(self, idle_expiry_ms: int) -> Producer:
+        """A new producer, durably stored, expiring ``idle_expiry_ms`` after its last batch."""
+        if idle_expiry_ms <= 0:
+            raise InvalidArgumentError(f"idle expiry must be positive, got {idle_expiry_ms} ms")
+        now = self.now_ms()
+        return await self._apply(lambda c: c.producers.create(now, idle_expiry_ms))
+
+    def producer(self, producer_id: bytes) -> Producer | None:
+        """A producer as last committed (expired ones too, until maintenance deletes them)."""
+        return self.store.producers.producers.get(producer_id)
+
+    def last_batch(self, producer_id: bytes, incarnation: int, index: int) -> LastBatch | None:
+        """The last batch the producer appended to a shard, as last committed."""
+        return self.store.producers.batches.get((producer_id, incarnation, index))
 
     # -- streams ------------------------------------------------------------
 

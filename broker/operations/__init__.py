@@ -9,7 +9,16 @@ codecs call the same ``dispatch``.
 
 from __future__ import annotations
 
-from . import consumers, coordination, reads, resharding, streams, subscribe, writes
+from . import (
+    consumers,
+    coordination,
+    producers,
+    reads,
+    resharding,
+    streams,
+    subscribe,
+    writes,
+)
 from .base import (
     OPERATIONS,
     Broker,
@@ -24,7 +33,16 @@ from .base import (
 )
 
 #: The modules whose import fills ``OPERATIONS``.
-HANDLER_MODULES = (streams, resharding, writes, reads, coordination, consumers, subscribe)
+HANDLER_MODULES = (
+    streams,
+    resharding,
+    writes,
+    producers,
+    reads,
+    coordination,
+    consumers,
+    subscribe,
+)
 
 __all__ = [
     "HANDLER_MODULES",

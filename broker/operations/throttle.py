@@ -94,6 +94,23 @@ class ShardWriteLimiter(_ShardBuckets):
         bucket.nbytes -= nbytes
         return True
 
+    def admit_batch(
+        self, incarnation: int, shard_index: int, records: int, nbytes: int, now_ms: int
+    ) -> bool:
+        """Take a whole batch (``records`` records, ``nbytes`` in all) or nothing of it.
+
+        For idempotent batches, which are appended or refused as one. A batch
+        larger than one second's allowance is never admitted.
+        """
+        bucket = self._bucket((incarnation, shard_index), now_ms)
+        if self.count_per_s > 0 and bucket.records < records:
+            return False
+        if self.bytes_per_s > 0 and bucket.nbytes < nbytes:
+            return False
+        bucket.records -= records
+        bucket.nbytes -= nbytes
+        return True
+
 
 class ShardReadLimiter(_ShardBuckets):
     """Per-shard GetRecords limits: calls per second and bytes per second, two token buckets.

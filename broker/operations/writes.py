@@ -19,6 +19,16 @@ A second race in a row reaches the client as ``ResourceInUseException``
 Records refused by a write limit are answered in place with
 ``ProvisionedThroughputExceededException``; the others still succeed, so a
 retried subset can land after records that followed it (as in Kinesis).
+
+A PutRecords with ``ProducerId``, ``ShardId`` and ``BatchNumber`` is an
+idempotent batch (``producers.py`` has the fields and what the published
+producer table settles; ``broker.log.producers`` the rules). It takes its own
+path, so plain requests pay one test of three fields: every record must route
+to ``ShardId`` (else ``ShardMismatchException``, nothing appended), the write
+limits admit or refuse it whole, and it is appended as one unit with the
+producer's row, or answered with its original sequence numbers and
+``"Deduplicated": true``. It is never routed again after a reshard: its number
+belongs to its shard, so a closed shard is ``ShardMismatchException``.
 """
 
 from __future__ import annotations
@@ -27,17 +37,22 @@ import bisect
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ..errors import (
     InvalidArgumentError,
     ProvisionedThroughputExceededError,
     ShardClosedError,
+    ShardMismatchError,
     ValidationError,
 )
 from ..hashing import MAX_PARTITION_KEY_CHARS, md5, parse_explicit_hash_key, validate_partition_key
+from ..log import ProducerStamp
 from ..model import StreamDescription, shard_id
 from ..protocol.packing import pack_put_records
 from ..sequence import base, decode
 from . import fields as f
+from . import producers
 from .base import Broker, Prepared, Request, Response, Result, operation
 from .shapes import router
 from .throttle import ShardWriteLimiter
@@ -112,6 +127,8 @@ class _Plain:
 
     positions: list[int]
     buckets: list[list[tuple[int, str, bytes]]]
+    #: Data plus partition keys of all records.
+    nbytes: int
 
 
 def _route_plain(
@@ -158,7 +175,23 @@ def _route_plain(
             for _arrival, key, data in bucket:
                 if len(data) + len(key.encode()) > max_record:
                     return None
-    return _Plain(positions, buckets)
+    return _Plain(positions, buckets, total)
+
+
+def _validated(entries: list[Any], max_record: int, max_total: int) -> list[_Routed]:
+    """Every record checked and hashed, the request's total bounded; errors name the record."""
+    records: list[_Routed] = []
+    total = 0
+    for i, entry in enumerate(entries):
+        record = _record(entry, f"Records[{i}]", max_record)
+        total += record[1]
+        if total > max_total:
+            raise InvalidArgumentError(
+                f"Records[{i}]: the request's records reach {total} bytes (data plus partition "
+                f"keys), more than the limit of {max_total} bytes per PutRecords request"
+            )
+        records.append(record)
+    return records
 
 
 @dataclass(slots=True)
@@ -187,6 +220,38 @@ class _PutRecordsResult(Prepared):
         if self.record_count < PACK_WITH_NUMPY_FROM:
             return None
         return pack_put_records(self.positions, self.shard_ids, self.firsts)
+
+
+#: The packed last pair of an idempotent batch's answer, by its value.
+_DEDUPLICATED: dict[bool, bytes] = {
+    flag: msgpack.packb("Deduplicated") + msgpack.packb(flag) for flag in (False, True)
+}
+
+
+@dataclass(slots=True)
+class _BatchResult(_PutRecordsResult):
+    """An idempotent batch's answer: the all-successful map plus ``Deduplicated``."""
+
+    deduplicated: bool = False
+
+    def to_dict(self) -> Response:
+        out = _PutRecordsResult.to_dict(self)
+        out["Deduplicated"] = self.deduplicated
+        return out
+
+    def native_body(self) -> bytes | None:
+        body = _PutRecordsResult.native_body(self)
+        if body is None:
+            return None
+        # The same map with a fourth entry: fixmap header 0x83 becomes 0x84, the pair goes last.
+        return b"\x84" + body[1:] + _DEDUPLICATED[self.deduplicated]
+
+
+def _batch_result(
+    inc: int, index: int, first_offset: int, count: int, deduplicated: bool
+) -> _BatchResult:
+    first = base(inc, index) + first_offset
+    return _BatchResult([0] * count, _shard_ids([index]), [first], count, deduplicated)
 
 
 async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared | None:
@@ -284,6 +349,93 @@ async def _put(broker: Broker, name: str, records: list[_Routed]) -> list[tuple[
     return out
 
 
+def _mismatch(desc: StreamDescription, index: int, targets: set[int]) -> ShardMismatchError:
+    shard = next((s for s in desc.shards if s.index == index), None)
+    if shard is None:
+        state = f"is not a shard of stream {desc.name}"
+    elif not shard.is_open:
+        state = f"of stream {desc.name} is closed (split or merged)"
+    else:
+        state = f"of stream {desc.name} is not where every record routes"
+    routed = ", ".join(shard_id(i) for i in sorted(targets))
+    return ShardMismatchError(
+        f"ShardId {shard_id(index)} {state}: with the current shard map the records route to "
+        f"{routed}; refresh the shard map (ListShards) and route them again"
+    )
+
+
+def _route_batch(
+    broker: Broker, desc: StreamDescription, index: int, entries: list[Any], arrival: int
+) -> tuple[list[tuple[int, str, bytes]], int]:
+    """An idempotent batch's records, checked and stamped, and their bytes.
+
+    ``ShardMismatchError`` unless every record routes to shard ``index`` with
+    the stream's current shard map (so the shard is open, too).
+    """
+    config = broker.config
+    routing = router(broker, desc)
+    plain = _route_plain(
+        entries,
+        routing.digest_ends,
+        arrival,
+        config.max_record_bytes,
+        config.max_request_records_bytes,
+    )
+    if plain is not None:
+        filled = [p for p, bucket in enumerate(plain.buckets) if bucket]
+        if len(filled) == 1 and routing.indexes[filled[0]] == index:
+            return plain.buckets[filled[0]], plain.nbytes
+        raise _mismatch(desc, index, {routing.indexes[p] for p in filled})
+    records = _validated(entries, config.max_record_bytes, config.max_request_records_bytes)
+    route = routing.shard_for_hash
+    targets = {route(hash_key) for hash_key, _size, _key, _data in records}
+    if targets != {index}:
+        raise _mismatch(desc, index, targets)
+    return [(arrival, key, data) for _h, _s, key, data in records], sum(r[1] for r in records)
+
+
+async def _put_idempotent(
+    broker: Broker, name: str, request: Request, entries: list[Any]
+) -> Result:
+    """One idempotent batch: appended once however often it is sent (module docstring)."""
+    batch = producers.batch_fields(request)
+    index = batch.shard_index
+    log = broker.log
+    # The catalog before the producer table: the writer publishes them the other way
+    # round (``LogStore._publish``), so a batch committed before a reshard is seen.
+    desc = log.describe(name)
+    arrival = log.now_ms()
+    original = producers.committed_original(broker, batch, desc, len(entries), arrival)
+    if original is not None:
+        return _batch_result(
+            desc.incarnation, index, original.first_offset, original.count, deduplicated=True
+        )
+    records, nbytes = _route_batch(broker, desc, index, entries, arrival)
+    limiter = _limiter(broker)
+    if limiter is not None and not limiter.admit_batch(
+        desc.incarnation, index, len(records), nbytes, arrival
+    ):
+        message = _throttled(broker, desc, index)
+        code = ProvisionedThroughputExceededError.wire_name
+        return {
+            "FailedRecordCount": len(records),
+            "Records": [{"ErrorCode": code, "ErrorMessage": message} for _ in records],
+            "EncryptionType": "NONE",
+            "Deduplicated": False,
+        }
+    stamp = ProducerStamp(
+        batch.producer_id,
+        batch.batch_number,
+        arrival,
+        broker.config.producer_idle_expiry_s * 1000,
+    )
+    result = await log.append_stamped(
+        name, {index: records}, arrival, incarnation=desc.incarnation, producer=stamp
+    )
+    first, count = result.ranges[index]
+    return _batch_result(result.incarnation, index, first, count, result.deduplicated)
+
+
 @operation("PutRecord")
 async def put_record(broker: Broker, request: Request) -> Response:
     name = f.required_stream(broker.config, request)
@@ -302,23 +454,14 @@ async def put_record(broker: Broker, request: Request) -> Response:
 async def put_records(broker: Broker, request: Request) -> Result:
     name = f.required_stream(broker.config, request)
     entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
-    max_record = broker.config.max_record_bytes
-    max_total = broker.config.max_request_records_bytes
+    if producers.is_idempotent(request):
+        return await _put_idempotent(broker, name, request, entries)
     if _limiter(broker) is None:
         fast = await _put_plain(broker, name, entries)
         if fast is not None:
             return fast
-    records: list[_Routed] = []
-    total = 0
-    for i, entry in enumerate(entries):
-        record = _record(entry, f"Records[{i}]", max_record)
-        total += record[1]
-        if total > max_total:
-            raise InvalidArgumentError(
-                f"Records[{i}]: the request's records reach {total} bytes (data plus partition "
-                f"keys), more than the limit of {max_total} bytes per PutRecords request"
-            )
-        records.append(record)
+    config = broker.config
+    records = _validated(entries, config.max_record_bytes, config.max_request_records_bytes)
     outcomes = await _put(broker, name, records)
     results: list[dict[str, Any]] = []
     failed = 0
