@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--appenders", type=_numbers, help="concurrent appenders, e.g. 1,8,64")
     parser.add_argument("--sizes", type=_numbers, help="record sizes in bytes, e.g. 100,1024")
     parser.add_argument("--passes", type=int, help="read passes (log-read)")
-    parser.add_argument("--rounds", type=int, help="alternating log/baseline rounds (log-append)")
+    parser.add_argument(
+        "--rounds", type=int, help="alternating rounds (log-append, producer, isolation)"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw baselines")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed sections")
     parser.add_argument("--tmpdir", help="where data directories go (default: the system's)")

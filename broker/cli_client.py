@@ -14,16 +14,15 @@ import base64
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, TextIO
 
-from .client import Client, Consumer, ConsumerDescription, Shard
-from .errors import InvalidArgumentError
+import trio
 
-#: PutRecords limits: records per request, and bytes of data plus keys per request.
-MAX_RECORDS_PER_REQUEST = 500
-MAX_BYTES_PER_REQUEST = 5 << 20
+from .client import Client, Consumer, ConsumerDescription, Producer, RecordHandle, Shard
+from .errors import InvalidArgumentError, ShardlineError
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -255,59 +254,84 @@ CONSUMER_VERBS = {
 
 # -- put ------------------------------------------------------------------------
 
-
-def _records(args: argparse.Namespace, lines: TextIO) -> Iterator[dict[str, Any]]:
-    """The records to put, one per input line (or ``--data``), with their keys."""
-    texts: Iterator[str] = (
-        iter([args.data])
-        if args.data is not None
-        else (line[:-1] if line.endswith("\n") else line for line in lines)
-    )
-    for number, text in enumerate(texts, 1):
-        if args.key_field:
-            try:
-                key = json.loads(text)[args.key_field]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise InvalidArgumentError(
-                    f"line {number}: no field {args.key_field!r} in a JSON object ({exc})"
-                ) from None
-            key = key if isinstance(key, str) else json.dumps(key)
-        else:
-            key = args.partition_key or uuid.uuid4().hex
-        record: dict[str, Any] = {"Data": text.encode(), "PartitionKey": key}
-        if args.explicit_hash_key:
-            record["ExplicitHashKey"] = args.explicit_hash_key
-        yield record
+#: Bytes of stdin read per hand-over to the reading thread.
+READ_CHUNK = 1 << 16
 
 
-def _batches(records: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for record in records:
-        cost = len(record["Data"]) + len(record["PartitionKey"].encode())
-        if batch and (len(batch) == MAX_RECORDS_PER_REQUEST or size + cost > MAX_BYTES_PER_REQUEST):
-            yield batch
-            batch, size = [], 0
-        batch.append(record)
-        size += cost
-    if batch:
-        yield batch
+async def _lines(args: argparse.Namespace, lines: TextIO) -> AsyncIterator[str]:
+    """The input's lines (or ``--data``), read on a thread so that sending goes on meanwhile.
+
+    A slow pipe (``tail -f log | shardline put``) must not hold records back:
+    while the reading thread waits for the next line, the producer's linger
+    sends what is buffered.
+    """
+    if args.data is not None:
+        yield args.data
+        return
+    rest = ""
+    while True:
+        chunk = await trio.to_thread.run_sync(lines.read, READ_CHUNK, abandon_on_cancel=True)
+        if not chunk:
+            break
+        parts = (rest + chunk).split("\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part
+    if rest:
+        yield rest
+
+
+def _key(args: argparse.Namespace, text: str, number: int) -> str:
+    if not args.key_field:
+        return args.partition_key or uuid.uuid4().hex
+    try:
+        key = json.loads(text)[args.key_field]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgumentError(
+            f"line {number}: no field {args.key_field!r} in a JSON object ({exc})"
+        ) from None
+    return key if isinstance(key, str) else json.dumps(key)
+
+
+def _outcome(handle: RecordHandle) -> dict[str, str | None]:
+    """A settled record's JSON line: where it landed, or why it failed."""
+    try:
+        shard_id, sequence_number = handle.result_nowait()
+    except ShardlineError as exc:
+        return {"ErrorCode": exc.wire_name, "ErrorMessage": str(exc)}
+    return {"ShardId": shard_id, "SequenceNumber": sequence_number}
 
 
 async def put(client: Client, args: argparse.Namespace, lines: TextIO, out: TextIO) -> int:
+    """Send every line through a ``Producer``: batched, retried, never duplicated.
+
+    With ``--json`` each record's result is printed in input order as soon as
+    it and every record before it are settled, so a long input streams its
+    results and keeps only the unsettled handles in memory.
+    """
+    pending: deque[RecordHandle] = deque()
     put_count = failed = 0
-    for batch in _batches(_records(args, lines)):
-        response = await client.put_records(args.stream, batch)
-        for entry in response.records:
-            result: dict[str, str | None]
-            if entry.failed:
+
+    def settle(wait_all: bool) -> None:
+        nonlocal put_count, failed
+        while pending and (wait_all or pending[0].done()):
+            result = _outcome(pending.popleft())
+            if "ErrorCode" in result:
                 failed += 1
-                result = {"ErrorCode": entry.error_code, "ErrorMessage": entry.error_message}
             else:
                 put_count += 1
-                result = {"ShardId": entry.shard_id, "SequenceNumber": entry.sequence_number}
             if args.json:
                 out.write(json.dumps(result) + "\n")
+
+    async with Producer(args.endpoint, args.stream, client=client) as producer:
+        number = 0
+        async for text in _lines(args, lines):
+            number += 1
+            key = _key(args, text, number)
+            pending.append(await producer.send(text.encode(), key, args.explicit_hash_key))
+            settle(False)
+        await producer.flush()
+    settle(True)
     out.flush()
     print(f"put {put_count} record(s), {failed} failed", file=sys.stderr)
     return 1 if failed else 0

@@ -101,8 +101,13 @@ def test_create_put_and_get_back_in_order_per_shard(server: Server) -> None:
     # Per shard, records come back in the order they were put.
     for numbers in by_shard.values():
         assert numbers == sorted(numbers)
+    # The results are printed in input order.
+    n_of_sequence = {
+        r["SequenceNumber"]: json.loads(base64.b64decode(r["Data"]))["n"] for r in records
+    }
+    assert [n_of_sequence[r["SequenceNumber"]] for r in results] == list(range(1200))
     # Every record of one key went to one shard.
-    shard_of_key = {}
+    shard_of_key: dict[str, set[str]] = {}
     for record in records:
         shard_of_key.setdefault(record["PartitionKey"], set()).add(record["ShardId"])
     assert all(len(shards) == 1 for shards in shard_of_key.values())
@@ -130,6 +135,21 @@ def test_put_data_and_get_with_limit_and_positions(server: Server) -> None:
     assert datas == ["YQ==", "Yg=="]
     latest = server.run("get", "s", "--from", "latest")
     assert latest.returncode == 0 and latest.stdout == ""
+
+
+def test_put_sends_a_large_input_in_batches_exactly_once(server: Server) -> None:
+    assert server.run("streams", "create", "big", "--shards", "4").returncode == 0
+    lines = [f"line-{i}" for i in range(20_000)]
+    put = server.run("put", "big", stdin="\n".join(lines))  # no newline after the last
+    assert put.returncode == 0, put.stderr
+    assert "put 20000 record(s), 0 failed" in put.stderr
+    got = server.run("get", "big")
+    import base64
+
+    datas = [
+        base64.b64decode(json.loads(line)["Data"]).decode() for line in got.stdout.splitlines()
+    ]
+    assert sorted(datas) == sorted(lines)
 
 
 def test_errors_name_the_error_and_exit_non_zero(server: Server) -> None:

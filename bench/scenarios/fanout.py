@@ -534,14 +534,14 @@ def run_isolation(options: Options) -> ScenarioResult:
             "slow_subscriber": "one more, sleeping 0.2 s after each event (about 1 % of the rate)",
             "duration_s": duration,
             "warmup_s": warmup,
-            "rounds": 1 if options.quick else ISOLATION_ROUNDS,
+            "rounds": options.rounds or (1 if options.quick else ISOLATION_ROUNDS),
             "comparison": "medians over the rounds, nine alone against nine beside the slow one",
         },
         columns=COLUMNS,
     )
     # Alternating runs, compared by their medians: one pair on this shared machine
     # swings by tens of percent in p99 either way (ISOLATION_ROUNDS pairs).
-    rounds = 1 if options.quick else ISOLATION_ROUNDS
+    rounds = options.rounds or (1 if options.quick else ISOLATION_ROUNDS)
     alone_rows: list[Row] = []
     slowed_rows: list[Row] = []
     for _ in range(rounds):

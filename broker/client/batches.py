@@ -124,14 +124,30 @@ class RecordHandle:
             if moved is not None and index in moved:
                 batch, index = moved[index]
                 continue
-            if batch.error is not None:
-                raise batch.error
-            assert batch.answers is not None
-            entry = batch.answers[index]
-            return entry["ShardId"], entry["SequenceNumber"]
+            return _settled(batch, index)
+
+    def result_nowait(self) -> tuple[str, str]:
+        """``result()`` of a record that is ``done()``; ``trio.WouldBlock`` before that."""
+        batch, index = self._batch, self._index
+        while True:
+            if not batch.done.is_set():
+                raise trio.WouldBlock("the record is not settled yet")
+            moved = batch.moved
+            if moved is not None and index in moved:
+                batch, index = moved[index]
+                continue
+            return _settled(batch, index)
 
     def __await__(self) -> Generator[Any, None, tuple[str, str]]:
         return self.result().__await__()
+
+
+def _settled(batch: Batch, index: int) -> tuple[str, str]:
+    if batch.error is not None:
+        raise batch.error
+    assert batch.answers is not None
+    entry = batch.answers[index]
+    return entry["ShardId"], entry["SequenceNumber"]
 
 
 def new_handle(batch: Batch, index: int) -> RecordHandle:
