@@ -11,6 +11,12 @@ same run on the same machine, not for absolute figures.
 - ``answer``: a PutRecords answer packed by numpy and as maps, by record count.
 - ``route``: ``route()`` of PutRecords bodies on a real log, 16 tasks, no
   HTTP/2: event-loop CPU per record (the whole write path but the wire).
+- ``request``: the async client's CPU and wall time per request, one at a
+  time, against a broker process (``DescribeStreamSummary``, a few bytes each
+  way): the fixed cost of a request on the client side.
+- ``producer``: the ``Producer`` against a broker process with 8, 16 and 32
+  shards (as many lanes, so as many batches in flight): records/s, and the
+  broker's CPU per record beside raw PutRecords of the same run.
 """
 
 from __future__ import annotations
@@ -142,8 +148,72 @@ def bench_answer() -> None:
         )
 
 
+def bench_request() -> None:
+    from bench.broker_process import broker_server
+    from broker.client import Client
+
+    with tempfile.TemporaryDirectory() as tmp, broker_server(os.path.join(tmp, "data")) as server:
+
+        async def run() -> None:
+            async with Client(server.endpoint) as client:
+                await client.create_stream("s", 1)
+                body = msgpack.packb({"StreamName": "s"})
+                for _ in range(200):
+                    await client.exchange("DescribeStreamSummary", body)
+                n = 3000
+                cpu, wall = time.process_time(), time.perf_counter()
+                for _ in range(n):
+                    await client.exchange("DescribeStreamSummary", body)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                print(
+                    f"one request at a time: client CPU {cpu / n * 1e6:.0f} us, "
+                    f"round trip {wall / n * 1e6:.0f} us ({n} requests)"
+                )
+
+        trio.run(run)
+
+
+def bench_producer() -> None:
+    from bench.broker_process import broker_server, run_child
+    from broker.client import Client
+
+    for shards in (8, 16, 32):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            broker_server(os.path.join(tmp, "data")) as server,
+        ):
+
+            async def create(endpoint: str = server.endpoint, count: int = shards) -> None:
+                async with Client(endpoint) as client:
+                    await client.create_stream("ingest", count)
+
+            trio.run(create)
+            figures = []
+            for kind in ("raw", "producer"):
+                cpu = server.cpu_seconds() or 0.0
+                out = run_child(
+                    "bench.scenarios.producer",
+                    kind,
+                    "--endpoint",
+                    server.endpoint,
+                    "--warmup",
+                    "1",
+                    "--duration",
+                    "6",
+                )
+                used = (server.cpu_seconds() or 0.0) - cpu
+                records = out.get("records", 0) + out["records_per_s"]  # + ~1 s of warm-up
+                figures.append(
+                    f"{kind} {out['records_per_s']:,.0f} records/s, broker "
+                    f"{used / records * 1e6:.2f} us CPU/record"
+                )
+            print(f"{shards:2d} shards: " + "; ".join(figures))
+
+
 BENCHES = {
     "answer": bench_answer,
+    "request": bench_request,
+    "producer": bench_producer,
     "md5": bench_md5,
     "decode": bench_decode,
     "commit": bench_commit,
