@@ -10,6 +10,8 @@ This is the one module that sees every package (``broker``, ``consumers``,
 - ``shardline get STREAM``: records as JSON lines, until caught up.
 - ``shardline subscribe STREAM --consumer NAME``: records pushed to a consumer, as JSON lines.
 - ``shardline consume STREAM --group G``: one member of a consumer group, as JSON lines.
+- ``shardline mappings create|update|delete|get|list``: event source mappings (Lambda's options).
+- ``shardline worker``: runs the event source mappings' functions.
 - ``shardline bench SCENARIO|all``: benchmarks (``bench/``).
 
 Client commands talk to ``--endpoint`` (default ``http://127.0.0.1:4567``, or
@@ -118,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
 
     add_consume(commands)
 
+    from .cli_mappings import add_parser as add_mappings
+
+    add_mappings(commands)
+
+    from .cli_worker import add_parser as add_worker
+
+    add_worker(commands)
+
     bench = commands.add_parser("bench", help="run a benchmark scenario, or all of them")
     bench.add_argument("args", nargs=argparse.REMAINDER)
     return parser
@@ -131,7 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_main(args.args)
     try:
         if args.command == "serve":
+            from consumers.filters import compile_filter_criteria
+
             from .cli_serve import run_server
+            from .operations.mappings import install_filter_validator
+
+            # Mappings' filter patterns are checked by the worker's compiler when they
+            # are created, not only when a worker first runs them.
+            install_filter_validator(compile_filter_criteria)
 
             return run_server(args)
         if args.command == "subscribe":
@@ -142,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import cli_consume
 
             return trio.run(cli_consume.run, args)
+        if args.command == "mappings":
+            from . import cli_mappings
+
+            return trio.run(cli_mappings.run, args)
+        if args.command == "worker":
+            from . import cli_worker
+
+            return trio.run(cli_worker.run, args)
         from . import cli_client
 
         return trio.run(cli_client.run, args)

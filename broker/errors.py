@@ -109,6 +109,26 @@ class MethodNotAllowedError(ShardlineError):
     http_status = 405
 
 
+class InvalidParameterValueError(ShardlineError):
+    """A parameter of an event source mapping is out of its range or malformed (Lambda's name).
+
+    The message names the parameter and says why; nothing was changed.
+    """
+
+    wire_name = "InvalidParameterValueException"
+    http_status = 400
+
+
+class ResourceConflictError(ShardlineError):
+    """The change conflicts with an existing resource (Lambda's name).
+
+    E.g. a second event source mapping of one function on one event source.
+    """
+
+    wire_name = "ResourceConflictException"
+    http_status = 400
+
+
 class LimitExceededError(ShardlineError):
     wire_name = "LimitExceededException"
     http_status = 400

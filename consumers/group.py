@@ -92,7 +92,7 @@ DEFAULT_LEASE_DURATION_S = 10.0
 CONSUMER_ACTIVE_TIMEOUT_S = 30.0
 #: How long leaving a group spends releasing its leases before it gives up on them.
 RELEASE_TIMEOUT_S = 5.0
-StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
+StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 
 _LEASE_LOST = "LeaseLostException"
 _IN_USE = "ResourceInUseException"
@@ -200,11 +200,27 @@ class ConsumerGroup:
         balance_interval: float | None = None,
         client: Client | None = None,
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        starting_timestamp_ms: int | None = None,
+        consumer_arn: str | None = None,
+        shard_handler: Callable[[Batch], Awaitable[object]] | None = None,
     ) -> None:
-        if starting_position not in ("TRIM_HORIZON", "LATEST"):
+        """See the module docstring; three keywords serve function consumers.
+
+        ``starting_position="AT_TIMESTAMP"`` starts shards without a checkpoint
+        at ``starting_timestamp_ms``. ``consumer_arn`` reads through that
+        registered consumer instead of one named after the group (an event
+        source mapping names its own). ``shard_handler`` is awaited with each
+        batch by the shard's own reader, instead of the iteration: a shard
+        whose handler waits (a batch being retried) holds back only itself.
+        """
+        if starting_position not in ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"):
             raise InvalidArgumentError(
-                f"a group starts shards without a checkpoint at TRIM_HORIZON or LATEST, "
-                f"not {starting_position!r}"
+                f"a group starts shards without a checkpoint at TRIM_HORIZON, LATEST or "
+                f"AT_TIMESTAMP, not {starting_position!r}"
+            )
+        if (starting_position == "AT_TIMESTAMP") != (starting_timestamp_ms is not None):
+            raise InvalidArgumentError(
+                "starting_timestamp_ms goes with starting_position AT_TIMESTAMP, and only with it"
             )
         if not lease_duration > 0:
             raise InvalidArgumentError(f"lease_duration must be positive, not {lease_duration}")
@@ -227,6 +243,9 @@ class ConsumerGroup:
             min(1.0, lease_duration / 2) if balance_interval is None else balance_interval
         )
         self.idle_timeout_s = idle_timeout_s
+        self.starting_timestamp_ms = starting_timestamp_ms
+        self._given_consumer_arn = consumer_arn
+        self._shard_handler = shard_handler
         self.stream_arn: str | None = None
         self.consumer_arn: str | None = None
         self._client = client
@@ -307,8 +326,20 @@ class ConsumerGroup:
         client = self.client
         stream_arn = (await client.describe_stream_summary(self.stream)).stream_arn
         deadline = trio.current_time() + CONSUMER_ACTIVE_TIMEOUT_S
+        given = self._given_consumer_arn
         while True:
             found: Consumer | ConsumerDescription | None = None
+            if given is not None:
+                found = await client.describe_stream_consumer(consumer_arn=given)
+                if found.consumer_status == "ACTIVE":
+                    return stream_arn, found.consumer_arn
+                if trio.current_time() >= deadline:
+                    raise ResourceInUseError(
+                        f"consumer {given} is {found.consumer_status}, not ACTIVE, "
+                        f"after {CONSUMER_ACTIVE_TIMEOUT_S:g} s"
+                    )
+                await trio.sleep(0.1)
+                continue
             try:
                 found = await client.describe_stream_consumer(stream_arn, self.group)
             except ShardlineError as exc:
@@ -604,8 +635,9 @@ class ConsumerGroup:
             return
         # A LATEST start is pinned by checkpointing where it began (module docstring);
         # if the lease was lost meanwhile, the checkpoint cancelled this reader.
-        pin = position["Type"] == "LATEST"
+        pin = position["Type"] in ("LATEST", "AT_TIMESTAMP")
         assert self.consumer_arn is not None and self._send is not None
+        deliver = self._shard_handler or self._send.send
         async with ShardSubscriber(
             self.client,
             self.consumer_arn,
@@ -618,13 +650,13 @@ class ConsumerGroup:
                     if pin:
                         await self._checkpoint(lease, str(event.first_sequence - 1))
                         pin = False
-                    await self._send.send(Batch(self, lease, event))
+                    await deliver(Batch(self, lease, event))
                 elif isinstance(event, HeartbeatEvent):
                     if pin:
                         await self._checkpoint(lease, str(event.continuation_sequence))
                         pin = False
                 else:
-                    await self._send.send(Batch(self, lease, None, list(event.child_shards)))
+                    await deliver(Batch(self, lease, None, list(event.child_shards)))
                     return
 
     async def _start_position(self, lease: _Lease) -> dict[str, Any] | None:
@@ -634,6 +666,8 @@ class ConsumerGroup:
         except ShardlineError as exc:
             if exc.wire_name != _NOT_FOUND:
                 raise
+            if self.starting_position == "AT_TIMESTAMP":
+                return {"Type": "AT_TIMESTAMP", "Timestamp": self.starting_timestamp_ms}
             return {"Type": self.starting_position}
         if cp.shard_end:
             return None

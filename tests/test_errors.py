@@ -36,6 +36,8 @@ EXPECTED = {
     "UnknownProducerIdError": ("UnknownProducerIdException", 400, False),
     "OutOfOrderBatchError": ("OutOfOrderBatchException", 400, False),
     "ShardMismatchError": ("ShardMismatchException", 400, True),
+    "InvalidParameterValueError": ("InvalidParameterValueException", 400, False),
+    "ResourceConflictError": ("ResourceConflictException", 400, False),
 }
 
 

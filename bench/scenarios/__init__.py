@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import fanout, group, ingest, log_append, log_read, poll_read, producer
+from . import fanout, functions, group, ingest, log_append, log_read, poll_read, producer
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -16,5 +16,8 @@ SCENARIOS: dict[str, Scenario] = {
         fanout.ISOLATION,
         producer.SCENARIO,
         group.SCENARIO,
+        functions.FUNCTIONS,
+        functions.FUNCTIONS_LATENCY,
+        functions.PARALLEL,
     )
 }

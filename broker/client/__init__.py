@@ -9,6 +9,7 @@ from __future__ import annotations
 from .backoff import Backoff
 from .batches import ProducerStatistics, RecordHandle
 from .client import Client, error_class, kinesis_field, kinesis_request
+from .mappings import EventSourceMapping, ListEventSourceMappingsResult
 from .producer import Producer, ProducerClosedError
 from .results import (
     CheckpointInfo,
@@ -60,12 +61,14 @@ __all__ = [
     "EnhancedMetrics",
     "ErrorEvent",
     "Event",
+    "EventSourceMapping",
     "GetRecordsResult",
     "GetShardIteratorResult",
     "HashKeyRange",
     "HeartbeatEvent",
     "InitProducerResult",
     "LeaseInfo",
+    "ListEventSourceMappingsResult",
     "ListLeasesResult",
     "ListShardsResult",
     "ListStreamConsumersResult",

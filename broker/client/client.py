@@ -33,6 +33,7 @@ import trio
 from .. import errors
 from ..errors import ShardlineError
 from ..protocol.codec import CONTENT_TYPE, encode_body
+from .mappings import EventSourceMappings
 from .reading import DEFAULT_IDLE_WAIT, Pages, read_pages
 from .results import (
     CheckpointInfo,
@@ -174,8 +175,11 @@ def _checkpoint(body: Response) -> CheckpointInfo:
     return CheckpointInfo.from_wire(body["Checkpoint"])
 
 
-class Client:
-    """An async client of one broker; use as ``async with Client(endpoint) as client``."""
+class Client(EventSourceMappings):
+    """An async client of one broker; use as ``async with Client(endpoint) as client``.
+
+    The event source mapping operations come from ``EventSourceMappings`` (``mappings.py``).
+    """
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ DATABASES = (
     "leases",
     "consumers",
     "producers",
+    "mappings",
 )
 
 

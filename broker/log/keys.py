@@ -18,6 +18,8 @@ database        key                                              value
                                                                  expires ms]
 ``producers``   ``producer id + inc u32 + shard u32``            msgpack [batch number,
                                                                  first offset, count]
+``mappings``    ``mapping UUID (16 bytes)``                      msgpack mapping record
+                                                                 (``mappings.py``)
 ==============  ===============================================  =========================
 
 Every key of a stream starts with its incarnation, so deleting a stream's data
@@ -25,6 +27,9 @@ is a walk over one key prefix per database. A stream's consumers, keyed by
 name, are listed in name order by a walk over its prefix. The exception is
 ``producers`` (``producers.py``): keyed by producer, so that one producer's
 rows are one range; a deleted stream's rows there go in the producers' sweep.
+Event source mappings (``mappings.py``) are keyed by UUID alone, not by
+incarnation: a mapping outlives the stream it reads, and says so in its state,
+until it is deleted.
 """
 
 from __future__ import annotations

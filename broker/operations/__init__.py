@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import (
     consumers,
     coordination,
+    mappings,
     producers,
     reads,
     resharding,
@@ -42,6 +43,7 @@ HANDLER_MODULES = (
     coordination,
     consumers,
     subscribe,
+    mappings,
 )
 
 __all__ = [
