@@ -8,12 +8,16 @@ when the lease was lost), ``send_failure`` (the ``OnFailure`` record of a
 discarded batch) and ``record_size`` (a record's bytes in the event JSON).
 ``run`` does the work. Nothing here knows about the wire or the event shape.
 
-**Lanes.** ``ParallelizationFactor`` N gives N *lanes*; a record goes to the
-lane ``hash(partition key) % N`` and each lane has at most one batch in
-flight and takes its records in sequence order. So a partition key is never
-in two in-flight batches, its records are invoked in order, and a lane whose
-batch is retried blocks only the keys routed to it (AWS: the poller works on
-up to N keys at once). With N = 1 the lane is the shard, blocked in order.
+**Lanes.** ``ParallelizationFactor`` N gives N *lanes*; each lane has at
+most one batch in flight and takes its records in sequence order. A key
+stays in one lane while any of its records is unfinished there (queued or in
+flight); a key with nothing unfinished goes to the lane that holds the
+fewest records. So a partition key is never in two in-flight batches, its
+records are invoked in order, a lane whose batch is retried blocks only the
+keys in it (AWS: the poller works on up to N keys at once), and the lanes
+share the work evenly (hashing keys to lanes left the busiest of ten lanes
+~20 % above the mean with 1,000 keys, which capped factor 10 near 8x).
+With N = 1 the lane is the shard, blocked in order.
 
 **Batching.** A lane's batch leaves when it has ``batch_size`` records, when
 the next record would take the event past ``max_payload_bytes`` (the
@@ -202,11 +206,13 @@ class _Entry(NamedTuple):
 class _Lane:
     """One lane's queue, in sequence order, and the event that says it changed."""
 
-    __slots__ = ("bytes", "changed", "queue")
+    __slots__ = ("bytes", "changed", "held", "queue")
 
     def __init__(self) -> None:
         self.queue: deque[_Entry] = deque()
         self.bytes = 0
+        #: Records given to the lane and not finished yet (queued or in flight).
+        self.held = 0
         self.changed = trio.Event()
 
     def notify(self) -> None:
@@ -255,6 +261,10 @@ class ShardProcessor:
         self._clock = clock
         self._limit = max(max_buffered_records, config.batch_size)
         self._lanes = [_Lane() for _ in range(config.parallelization_factor)]
+        # With several lanes, a key's lane while it has records unfinished, and how
+        # many (module docstring, "Parallelization").
+        self._key_lane: dict[str, int] = {}
+        self._key_held: dict[str, int] = {}
         self._tracker = CompletionTracker()
         self._rng = random.Random()
         self._ended = False
@@ -315,6 +325,7 @@ class ShardProcessor:
     def _accept(self, records: Sequence[Record]) -> None:
         tracker, keep, size_of = self._tracker, self._keep, self._record_size
         new = tuple.__new__  # NamedTuple's own __new__ is a Python lambda: 3x the cost
+        key_lane, key_held = self._key_lane, self._key_held
         config = self.config
         fixed = 0
         if self._size_bound is not None and records and not config.tumbling_window_s:
@@ -333,7 +344,18 @@ class ShardProcessor:
                 filtered += 1
                 continue
             index = tracker.add(record.sequence_number)
-            which = hash(record.partition_key) % count if count > 1 else 0
+            which = 0
+            if count > 1:
+                key = record.partition_key
+                held = key_held.get(key, 0)
+                if held:
+                    which = key_lane[key]
+                else:
+                    # A key with nothing unfinished goes to the lane holding the least.
+                    which = min(range(count), key=lambda i: lanes[i].held)
+                    key_lane[key] = which
+                key_held[key] = held + 1
+                lanes[which].held += 1
             size = fixed or size_of(record)
             lane = lanes[which]
             lane.queue.append(new(_Entry, (index, record, size)))
@@ -411,6 +433,16 @@ class ShardProcessor:
 
     def _finish(self, entries: Sequence[_Entry]) -> None:
         self._tracker.finish(entry.position for entry in entries)
+        if len(self._lanes) > 1:
+            lanes, key_lane, key_held = self._lanes, self._key_lane, self._key_held
+            for entry in entries:
+                key = entry.record.partition_key
+                lanes[key_lane[key]].held -= 1
+                held = key_held[key] - 1
+                if held:
+                    key_held[key] = held
+                else:  # nothing of the key left anywhere: it may go to any lane next time
+                    del key_held[key], key_lane[key]
         self._advance()
 
     async def _wait(self, lane: _Lane, deadline: float) -> None:

@@ -184,6 +184,11 @@ class MappingRunner:
                 shard_id=shard_id, stream_arn=self.stream_arn, region=self.region
             ),
             keep=self.keep,
+            # Room for every lane to run well ahead of the slowest one: records done
+            # out of order stay buffered until the checkpoint passes them.
+            max_buffered_records=max(
+                10_000, 50 * self.config.batch_size * self.config.parallelization_factor
+            ),
             size_bound=lambda_events.size_bounder(
                 shard_id=shard_id, stream_arn=self.stream_arn, region=self.region
             ),

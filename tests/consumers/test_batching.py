@@ -702,8 +702,11 @@ async def test_a_slow_key_does_not_hold_back_the_other_lanes(
     h = Harness(BatchingConfig(batch_size=1, parallelization_factor=10), handler)
     records = [*make(0, 1, key="slow"), *make(1, 40, key=lambda i: keys[i - 1])]
     await h.feed(records)
-    lanes_free = [k for k in keys if hash(k) % 10 != hash("slow") % 10]
-    assert max(ends[k] for k in lanes_free) < 100  # they did not wait for the slow one
+    # Keys share the ten lanes evenly: only the slow key's lane-mates (its share, a
+    # tenth of the keys) wait for it; every other key finished long before.
+    waited = [k for k in keys if ends[k] >= 100]
+    assert len(waited) <= len(keys) // 10
+    assert max(ends[k] for k in keys if k not in waited) < 10
     assert h.checkpoints[-1] == "SHARD_END"
 
 
