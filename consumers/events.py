@@ -81,23 +81,9 @@ def kinesis_record(
     identity_arn: str = DEFAULT_IDENTITY_ARN,
 ) -> dict[str, Any]:
     """One entry of the event's ``Records``, in Lambda's shape."""
-    sequence, arrival_ms, data, key = record
-    return {
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": key,
-            "sequenceNumber": sequence,
-            "data": b2a_base64(data, newline=False).decode("ascii"),
-            "approximateArrivalTimestamp": arrival_ms / 1000,
-        },
-        "eventSource": "aws:kinesis",
-        "eventVersion": "1.0",
-        "eventID": f"{shard_id}:{sequence}",
-        "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": identity_arn,
-        "awsRegion": region,
-        "eventSourceARN": stream_arn,
-    }
+    return kinesis_records(
+        [record], shard_id=shard_id, stream_arn=stream_arn, region=region, identity_arn=identity_arn
+    )[0]
 
 
 def kinesis_records(

@@ -31,11 +31,12 @@ Nothing here imports trio or reads a clock.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from broker.server.metrics import Histogram as MetricsHistogram
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,21 +219,10 @@ class ProcessorStatistics:
     lease_lost: bool
 
 
-class Histogram:
-    """Fixed upper bounds; ``observe`` is one bisect and three additions."""
+class Histogram(MetricsHistogram):
+    """The broker's histogram (fixed bounds), with a frozen copy for statistics."""
 
-    __slots__ = ("bounds", "count", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-        self.count += 1
+    __slots__ = ()
 
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot(self.bounds, tuple(self.counts), self.total, self.count)
