@@ -107,7 +107,7 @@ def default_worker_id() -> str:
 class _Lease:
     """A lease this worker holds, and the cancel scope of its shard's reader."""
 
-    __slots__ = ("counter", "lost", "scope", "shard_id", "valid_until")
+    __slots__ = ("counter", "ended", "lost", "scope", "shard_id", "valid_until")
 
     def __init__(self, shard_id: str, counter: int, valid_until: float) -> None:
         self.shard_id = shard_id
@@ -116,6 +116,8 @@ class _Lease:
         self.valid_until = valid_until
         self.scope = trio.CancelScope()
         self.lost = False
+        #: Set once the lease is not this worker's any more (lost, released, finished).
+        self.ended = trio.Event()
 
 
 class Batch:
@@ -162,6 +164,25 @@ class Batch:
     async def checkpoint(self) -> bool:
         """Record this batch as processed; False if the shard's lease was lost meanwhile."""
         return await self._group._checkpoint(self._lease, self.sequence_number)
+
+    async def checkpoint_at(self, sequence_number: str) -> bool:
+        """Checkpoint ``sequence_number`` under the lease this batch was read under.
+
+        False once that lease is not this worker's any more, even if the worker
+        took the shard again since (a new lease): what was read under an old
+        lease must not move the new one's checkpoint.
+        """
+        return await self._group._checkpoint(self._lease, sequence_number)
+
+    @property
+    def lease(self) -> object:
+        """The lease it was read under: batches of one lease share it (compare with ``is``)."""
+        return self._lease
+
+    @property
+    def lease_ended(self) -> trio.Event:
+        """Set once that lease is not this worker's any more (lost, released, finished)."""
+        return self._lease.ended
 
     def __repr__(self) -> str:
         what = "end" if self.event is None else f"{len(self.event.records)} records"
@@ -263,6 +284,9 @@ class ConsumerGroup:
         self._finished: set[str] = set()
         self._wake = trio.Event()
         self._failure: ShardlineError | None = None
+        self._failed = trio.Event()
+        #: Each listed shard's parents (from the last balancing pass).
+        self._parents: dict[str, tuple[str, ...]] = {}
         self._counts = dict.fromkeys(
             ("passes", "batches", "checkpoints", "leases_taken", "leases_stolen", "leases_lost"),
             0,
@@ -367,8 +391,19 @@ class ConsumerGroup:
             tasks.start_soon(self._renew)
             task_status.started()
 
+    async def wait_failed(self) -> None:
+        """Wait until the group fails, and raise why (for ``shard_handler`` users).
+
+        With a ``shard_handler`` nothing iterates the group, so its failure
+        would not be raised anywhere: await this beside the handler's work.
+        """
+        await self._failed.wait()
+        assert self._failure is not None
+        raise self._failure
+
     def _fail(self, error: ShardlineError) -> None:
         """A failure the group cannot work around: the iteration raises it."""
+        self._failed.set()
         if self._failure is None:
             self._failure = error
         if self._send is not None:
@@ -459,6 +494,7 @@ class ConsumerGroup:
 
     async def _balance_once(self) -> None:
         shards = await self._list_shards()
+        self._parents = {s.shard_id: parents_of(s) for s in shards}
         table = await self._list_leases()
         await self._refresh_finished(shards)
         eligible = eligible_shards(((s.shard_id, parents_of(s)) for s in shards), self._finished)
@@ -554,6 +590,7 @@ class ConsumerGroup:
             self._counts["leases_lost"] += 1
         lease.lost = True
         lease.scope.cancel()
+        lease.ended.set()
         self._wake.set()
 
     async def _finish(self, lease: _Lease) -> None:
@@ -567,6 +604,7 @@ class ConsumerGroup:
         if self._leases.get(lease.shard_id) is lease:
             del self._leases[lease.shard_id]
         lease.scope.cancel()
+        lease.ended.set()
         # Shielded: the caller may be the shard's reader, whose scope was just cancelled.
         with trio.move_on_after(RELEASE_TIMEOUT_S, shield=True):
             with suppress(ShardlineError):
@@ -666,6 +704,10 @@ class ConsumerGroup:
         except ShardlineError as exc:
             if exc.wire_name != _NOT_FOUND:
                 raise
+            if any(p in self._finished for p in self._parents.get(lease.shard_id, ())):
+                # A child of a shard this group finished: from its first record, as KCL
+                # and Lambda do (a LATEST start here would skip what came since the split).
+                return {"Type": "TRIM_HORIZON"}
             if self.starting_position == "AT_TIMESTAMP":
                 return {"Type": "AT_TIMESTAMP", "Timestamp": self.starting_timestamp_ms}
             return {"Type": self.starting_position}

@@ -104,7 +104,8 @@ class MappingRunner:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     function_timeout_s: float = DEFAULT_FUNCTION_TIMEOUT_S
     region: str = "local"
-    processors: dict[str, ShardProcessor] = field(default_factory=dict)
+    #: Per held shard: the lease it is read under, and its processor.
+    processors: dict[str, tuple[object, ShardProcessor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         mapping = self.mapping
@@ -156,17 +157,27 @@ class MappingRunner:
             )
             async with group:
                 self._group = group
-                await trio.sleep_forever()
+                # Nothing iterates the group (its readers call _on_batch): its failure
+                # is raised here, and the worker restarts the mapping.
+                await group.wait_failed()
 
-    def _processor(self, shard_id: str) -> ShardProcessor:
-        processor = self.processors.get(shard_id)
-        if processor is not None:
-            return processor
-        group = self._group
-        assert group is not None and self._nursery is not None
+    def _processor(self, batch: Batch) -> ShardProcessor:
+        """The processor of the lease ``batch`` was read under (a new lease, a new one).
+
+        A processor lives as long as its lease: it checkpoints under that lease
+        only, and stops when the lease ends (lost, stolen, released), even while
+        it is retrying or invoking. A shard taken again gets a fresh processor
+        from the checkpoint, never the old one (whose records it would drop).
+        """
+        shard_id = batch.shard_id
+        known = self.processors.get(shard_id)
+        if known is not None and known[0] is batch.lease:
+            return known[1]
+        assert self._nursery is not None
+        first = batch
 
         async def checkpoint(sequence_number: str) -> bool:
-            return await group.checkpoint(shard_id, sequence_number)
+            return await first.checkpoint_at(sequence_number)
 
         async def invoke(invocation: Invocation) -> InvokeOutcome:
             return await self._invoke(shard_id, invocation)
@@ -193,19 +204,33 @@ class MappingRunner:
                 shard_id=shard_id, stream_arn=self.stream_arn, region=self.region
             ),
         )
-        self.processors[shard_id] = processor
-        self._nursery.start_soon(self._run_processor, shard_id, processor)
+        entry = (batch.lease, processor)
+        self.processors[shard_id] = entry
+        self._nursery.start_soon(self._run_processor, shard_id, entry, batch.lease_ended)
         return processor
 
-    async def _run_processor(self, shard_id: str, processor: ShardProcessor) -> None:
+    async def _run_processor(
+        self,
+        shard_id: str,
+        entry: tuple[object, ShardProcessor],
+        lease_ended: trio.Event,
+    ) -> None:
         try:
-            await processor.run()
+            async with trio.open_nursery() as nursery:
+
+                async def stop_with_the_lease() -> None:
+                    await lease_ended.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(stop_with_the_lease)
+                await entry[1].run()
+                nursery.cancel_scope.cancel()
         finally:
-            if self.processors.get(shard_id) is processor:
+            if self.processors.get(shard_id) is entry:
                 del self.processors[shard_id]
 
     async def _on_batch(self, batch: Batch) -> None:
-        processor = self._processor(batch.shard_id)
+        processor = self._processor(batch)
         if batch.ended:
             # The processor checkpoints SHARD_END once everything before it is
             # processed; the group then finishes the shard and takes its children.
@@ -380,7 +405,9 @@ class Worker:
             while True:
                 try:
                     await runner.run()
-                except ShardlineError as exc:
+                except Exception as exc:
+                    # (Nurseries wrap errors in exception groups.) The mapping restarts
+                    # from its checkpoints; the worker's other mappings go on.
                     log.warning("mapping %s stopped: %s; restarting in %.0f s", key, exc, delay)
                     self.metrics.observe_restart(key)
                     await trio.sleep(delay)

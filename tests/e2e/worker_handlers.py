@@ -55,3 +55,12 @@ def slow(event: dict[str, Any], context: Any) -> None:
     for record in event["Records"]:
         _note({"seq": record["kinesis"]["sequenceNumber"], "pid": os.getpid()})
     time.sleep(0.05 * len(event["Records"]))
+
+
+#: Sequence numbers ``record`` saw, for workers run in the test's own process.
+SEEN: list[str] = []
+
+
+def record(event: dict[str, Any], context: Any) -> None:
+    """Notes each record's sequence number in ``SEEN`` (in-process workers only)."""
+    SEEN.extend(r["kinesis"]["sequenceNumber"] for r in event["Records"])
