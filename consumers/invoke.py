@@ -355,7 +355,10 @@ class PythonTarget(Target):
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await trio.to_thread.run_sync(pool.shutdown)
+            # Not waiting for calls in flight (up to the function's timeout, or forever
+            # for one that hangs): a stopping mapping or worker must stop now. Their
+            # records were not checkpointed and are invoked again where the shard goes.
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- exec ----------------------------------------------------------------------------

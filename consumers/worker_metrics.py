@@ -111,10 +111,12 @@ async def _answer(stream: trio.SocketStream, metrics: WorkerMetrics) -> None:
                 data = await stream.receive_some(MAX_REQUEST_BYTES)
                 connection.receive_data(data)
                 if not data:
+                    await stream.aclose()
                     return
                 continue
             if isinstance(event, h11.Request):
                 break
+            await stream.aclose()
             return
         ok = event.method == b"GET" and event.target.split(b"?")[0] == b"/metrics"
         body = metrics.render().encode() if ok else b"not found: GET /metrics\n"
