@@ -483,6 +483,10 @@ class ShardProcessor:
         config = self.config
         if self._ended or len(lane.queue) >= config.batch_size:
             return True
+        if self._waiting is not None:
+            # The buffer is full (``put`` waits): no record can join before the window
+            # ends, and other lanes' finished records wait behind this lane's.
+            return True
         if lane.bytes + self._overhead(window) > config.max_payload_bytes:
             return True
         return window is not None and self._window_over(lane)[0]

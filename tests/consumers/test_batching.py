@@ -722,3 +722,19 @@ async def test_iterator_age_is_the_last_records_age_when_its_invocation_ends(
     stats = h.processor.statistics()
     assert stats.iterator_age_ms == pytest.approx(7000, abs=2)
     assert stats.durations.count == 1 and stats.durations.total == pytest.approx(2)
+
+
+async def test_a_full_buffer_cuts_the_batching_window_short(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A rare key alone in one lane, a busy one in the other, a buffer of 20 records:
+    # waiting out each 60 s window for batches that cannot fill would stall the shard.
+    h = Harness(
+        BatchingConfig(batch_size=100, batching_window_s=60, parallelization_factor=2),
+        max_buffered_records=20,
+    )
+    started = trio.current_time()
+    await h.feed([*make(0, 1, key="a"), *make(1, 100, key="b")])
+    assert trio.current_time() - started < 60
+    invoked = [index_of(r) for kind, inv in h.log if kind == "invoke" for r in inv.records]
+    assert sorted(invoked) == list(range(101))
