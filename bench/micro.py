@@ -14,6 +14,9 @@ same run on the same machine, not for absolute figures.
 - ``request``: the async client's CPU and wall time per request, one at a
   time, against a broker process (``DescribeStreamSummary``, a few bytes each
   way): the fixed cost of a request on the client side.
+- ``subscriber``: one fan-out subscriber's process CPU per pushed event, at
+  1,000 records/s (the ``fanout`` producer: 333 events/s), taking events as
+  bytes (``ShardEvents.wire``) and reading their due times as the bench does.
 - ``producer``: the ``Producer`` against a broker process with 8, 16 and 32
   shards (as many lanes, so as many batches in flight): records/s, and the
   broker's CPU per record beside raw PutRecords of the same run.
@@ -210,8 +213,51 @@ def bench_producer() -> None:
             print(f"{shards:2d} shards: " + "; ".join(figures))
 
 
+def bench_subscriber() -> None:
+    import resource
+
+    from bench.broker_process import broker_server
+    from bench.scenarios import fanout
+    from broker.client import Client
+
+    with tempfile.TemporaryDirectory() as tmp, broker_server(os.path.join(tmp, "data")) as server:
+        (arn,) = trio.run(fanout._setup, server.endpoint, 1)
+        start_ns = time.monotonic_ns() + 1_000_000_000
+        producer = fanout._child(
+            "producer",
+            "--endpoint",
+            server.endpoint,
+            "--rate",
+            "1000",
+            "--seconds",
+            "7",
+            "--start",
+            str(start_ns),
+        )
+
+        async def run() -> None:
+            async with (
+                Client(server.endpoint) as client,
+                client.subscribe_to_shard(arn, fanout.SHARD, {"Type": "LATEST"}) as events,
+            ):
+                await trio.sleep(3)
+                before = resource.getrusage(resource.RUSAGE_SELF)
+                count = 0
+                with trio.move_on_after(4):
+                    async for event in events.wire():
+                        count += 1
+                        fanout.due_times(event)
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                print(f"{count} events in 4 s: {cpu / count * 1e6:.0f} us of process CPU each")
+
+        trio.run(run)
+        producer.communicate(timeout=60)
+
+
 BENCHES = {
     "answer": bench_answer,
+    "subscriber": bench_subscriber,
     "request": bench_request,
     "producer": bench_producer,
     "md5": bench_md5,
