@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +39,7 @@ from broker.errors import ShardlineError
 from . import events as lambda_events
 from .batching import BatchingConfig, FailureInfo, Invocation, ShardProcessor
 from .filters import compile_filter_criteria
-from .group import SHARD_END, Batch, ConsumerGroup
+from .group import SHARD_END, Batch, ConsumerGroup, default_worker_id
 from .invoke import InvocationContext, Target, parse_target
 from .progress import InvokeOutcome
 from .worker_metrics import WorkerMetrics
@@ -54,10 +51,6 @@ DEFAULT_POLL_INTERVAL_S = 2.0
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: How long one invocation may run (Lambda's maximum function timeout).
 DEFAULT_FUNCTION_TIMEOUT_S = 900.0
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def stream_of(event_source_arn: str) -> str:
@@ -375,6 +368,9 @@ class Worker:
 
     def _reconcile(self, client: Client, nursery: trio.Nursery, mappings: list[Any]) -> None:
         wanted = {m.uuid: m for m in mappings if m.state == "Enabled"}
+        listed = {m.uuid for m in mappings}
+        for gone in [key for key in self.metrics.mappings if key not in listed]:
+            del self.metrics.mappings[gone]  # deleted: its figures go with it
         for key, (fingerprint, scope, _runner) in list(self.running.items()):
             mapping = wanted.get(key)
             if mapping is None or _fingerprint(mapping) != fingerprint:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-import random
 import subprocess
 import sys
 import time
@@ -39,10 +38,10 @@ import trio
 
 from broker.client import Client
 from broker.errors import ShardlineError
-from broker.protocol.codec import encode_body
 
 from ..broker_process import broker_server
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
+from ..workload import fill_stream
 from . import fanout
 
 RECORD_BYTES = 100
@@ -61,44 +60,6 @@ GOAL_SPEEDUP = 8.0
 
 
 # -- shared steps -----------------------------------------------------------------
-
-
-async def _fill(
-    endpoint: str, stream: str, shards: int, records: int, keys: int | None = None
-) -> dict[str, list[int]]:
-    """Create ``stream`` and fill it; each shard's sequence numbers, in order."""
-    rng = random.Random(9)
-    stored: dict[str, list[int]] = {}
-    async with Client(endpoint) as client:
-        await client.create_stream(stream, shards)
-        bodies = []
-        for _ in range(16):
-            blob = rng.randbytes(500 * RECORD_BYTES)
-            entries = [
-                {
-                    "Data": blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES],
-                    "PartitionKey": (
-                        f"key-{rng.randrange(keys)}" if keys else f"{rng.getrandbits(48):x}"
-                    ),
-                }
-                for i in range(500)
-            ]
-            bodies.append(encode_body({"StreamName": stream, "Records": entries}))
-        pending = list(range((records + 499) // 500))
-
-        async def put() -> None:
-            while pending:
-                n = pending.pop()
-                answer = await client.call_encoded("PutRecords", bodies[n % len(bodies)])
-                for entry in answer["Records"]:
-                    stored.setdefault(entry["ShardId"], []).append(int(entry["SequenceNumber"]))
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(8):
-                nursery.start_soon(put)
-    for numbers in stored.values():
-        numbers.sort()
-    return stored
 
 
 async def _create_mapping(endpoint: str, stream: str, function: str, **params: Any) -> str:
@@ -210,7 +171,7 @@ def run_functions(options: Options) -> ScenarioResult:
         scratch_directory(options, "functions") as tmp,
         broker_server(os.path.join(tmp, "data")) as server,
     ):
-        last = trio.run(_fill, server.endpoint, "functions", SHARDS, records)
+        last = trio.run(fill_stream, server.endpoint, "functions", SHARDS, records)
         uuid = trio.run(
             functools.partial(
                 _create_mapping,
@@ -338,7 +299,9 @@ def run_parallel(options: Options) -> ScenarioResult:
         broker_server(os.path.join(tmp, "data")) as server,
     ):
         endpoint = server.endpoint
-        last = trio.run(_fill, endpoint, "parallel", 1, records, PARALLEL_KEYS)
+        last = trio.run(
+            functools.partial(fill_stream, endpoint, "parallel", 1, records, keys=PARALLEL_KEYS)
+        )
         for factor in (1, 10):
             uuid = trio.run(
                 functools.partial(

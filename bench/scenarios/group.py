@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -39,11 +38,11 @@ from typing import Any
 import trio
 
 from broker.client import Client, RecordsEvent
-from broker.protocol.codec import encode_body
 from consumers.group import DEFAULT_LEASE_DURATION_S, ConsumerGroup
 
 from ..broker_process import broker_server
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
+from ..workload import fill_stream
 
 STREAM = "group"
 SHARDS = 8
@@ -185,41 +184,6 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-async def _fill(endpoint: str, records: int) -> dict[str, int]:
-    """Fill the stream; the last sequence number per shard."""
-    rng = random.Random(3)
-    last: dict[str, int] = {}
-    async with Client(endpoint) as client:
-        await client.create_stream(STREAM, SHARDS)
-        bodies = []
-        for _ in range(16):
-            blob = rng.randbytes(500 * RECORD_BYTES)
-            entries = [
-                {
-                    "Data": blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES],
-                    "PartitionKey": f"{rng.getrandbits(48):x}",
-                }
-                for i in range(500)
-            ]
-            bodies.append(encode_body({"StreamName": STREAM, "Records": entries}))
-        requests = (records + 499) // 500
-        queue = list(range(requests))
-
-        async def put() -> None:
-            while queue:
-                n = queue.pop()
-                answer = await client.call_encoded("PutRecords", bodies[n % len(bodies)])
-                for entry in answer["Records"]:
-                    shard, seq = entry["ShardId"], int(entry["SequenceNumber"])
-                    if seq > last.get(shard, -1):
-                        last[shard] = seq
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(8):
-                nursery.start_soon(put)
-    return last
-
-
 def _drain(endpoint: str, workers_n: int, last: dict[str, int], total: int) -> Row:
     workers = [
         _spawn(endpoint, f"drain-{workers_n}", "TRIM_HORIZON", 10.0) for _ in range(workers_n)
@@ -347,7 +311,8 @@ def run(options: Options) -> ScenarioResult:
         scratch_directory(options, "group") as tmp,
         broker_server(os.path.join(tmp, "data")) as server,
     ):
-        last = trio.run(_fill, server.endpoint, total)
+        stored = trio.run(fill_stream, server.endpoint, STREAM, SHARDS, total)
+        last = {shard: numbers[-1] for shard, numbers in stored.items()}
         filled = sum(1 for _ in last)
         if filled != SHARDS:
             raise RuntimeError(f"only {filled} of {SHARDS} shards got records")
