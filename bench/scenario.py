@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import progress as _progress
 
 if TYPE_CHECKING:
     from .profiling import Profiler
+
+T = TypeVar("T")
 
 #: One configuration's figures: JSON-able values by name.
 Row = dict[str, Any]
@@ -42,12 +46,20 @@ class Options:
     baseline: bool = True
     tmpdir: str | None = None
     profiler: Profiler | None = None
+    #: Show a progress bar (``bench.progress``); off in the smoke tests.
+    progress: bool = True
+    #: Measure the peers (Redis Streams, NATS JetStream) beside shardline where they apply.
+    peers: bool = True
 
     def section(self, label: str) -> contextlib.AbstractContextManager[None]:
         """Profile the enclosed code under ``label`` when profiling is on."""
         if self.profiler is None:
             return contextlib.nullcontext()
         return self.profiler.section(label)
+
+    def steps(self, items: Sequence[T], what: str) -> Iterator[T]:
+        """``items`` one by one, counted by the progress bar under ``what``."""
+        return _progress.steps(items, what, enabled=self.progress)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +74,7 @@ class Options:
             "baseline": self.baseline,
             "tmpdir": self.tmpdir,
             "profile": self.profiler is not None,
+            "peers": self.peers,
         }
 
 

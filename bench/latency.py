@@ -1,0 +1,43 @@
+"""Latency summaries shared by every scenario and peer: percentiles and a CDF.
+
+Latencies are measured from each record's *due* time on a fixed schedule to
+its delivery (no coordinated omission); this module only summarises them, so
+that shardline and each peer are reported with exactly the same arithmetic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Quantiles stored as the CDF of a row (for the plots): dense in the body, then the tail.
+CDF_QUANTILES: tuple[float, ...] = tuple(
+    [i / 100 for i in range(0, 100)] + [0.995, 0.999, 0.9995, 0.9999, 1.0]
+)
+
+
+def summarize(latencies_ms: np.ndarray) -> dict[str, Any]:
+    """p50/p90/p99/p99.9/max in ms, and ``cdf_ms`` (latency at each of ``CDF_QUANTILES``).
+
+    Empty input gives None for every figure.
+    """
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    if not lat.size:
+        return {
+            "p50_ms": None,
+            "p90_ms": None,
+            "p99_ms": None,
+            "p999_ms": None,
+            "max_ms": None,
+            "cdf_ms": None,
+        }
+    p50, p90, p99, p999 = np.percentile(lat, [50, 90, 99, 99.9])
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "p999_ms": float(p999),
+        "max_ms": float(lat.max()),
+        "cdf_ms": [round(float(v), 4) for v in np.quantile(lat, CDF_QUANTILES)],
+    }
