@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ./data
 
-.PHONY: run test check lint typecheck bench clean
+.PHONY: run test check lint typecheck bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,24 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# The whole benchmark suite, then docs/benchmarks.md and its plots. Peers (Redis,
+# NATS) are installed first where this machine allows; the suite reports any it lacks.
 bench: $(STAMP)
-	$(BIN)/shardline bench all
+	-@$(MAKE) --no-print-directory bench-peers
+	$(BIN)/shardline bench all; status=$$?; $(BIN)/shardline bench report; exit $$status
+
+# Debian's Redis and NATS servers for the suite's peers (needs root and apt-get).
+bench-peers:
+	@if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null \
+		&& { command -v nats-server >/dev/null || test -x /usr/sbin/nats-server; }; then \
+		echo "peers: redis-server and nats-server are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			redis-server redis-tools nats-server >/dev/null && echo "peers: installed"; \
+	else \
+		echo "peers: run 'sudo apt-get install -y redis-server redis-tools nats-server'"; \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -57,6 +57,7 @@ def document(
         "machine": machine,
         "code": code,
         "parameters": result.parameters,
+        "columns": [{"key": c.key, "title": c.title, "spec": c.spec} for c in result.columns],
         "figures": result.rows,
         "goals": [goal.as_dict() for goal in result.goals],
         "notes": result.notes,
@@ -64,19 +65,29 @@ def document(
     }
 
 
-def _cell(row: Row, column: Column) -> str:
+def _spread(row: Row, key: str) -> str:
+    """`` ±N%``: half the range over the repetitions relative to the median, when known."""
+    bounds = row.get("spread", {}).get(key)
+    value = row.get(key)
+    if not bounds or not isinstance(value, int | float) or not value:
+        return ""
+    return f" ±{(bounds[1] - bounds[0]) / 2 / abs(value) * 100:.0f}%"
+
+
+def cell(row: Row, column: Column) -> str:
+    """A row's value for a column, formatted, with its spread over repetitions if any."""
     value = row.get(column.key)
     if value is None:
         return "-"
     try:
-        return format(value, column.spec)
+        return format(value, column.spec) + _spread(row, column.key)
     except (TypeError, ValueError):
         return str(value)
 
 
 def table(columns: tuple[Column, ...], rows: list[Row]) -> str:
     cells = [[column.title for column in columns]]
-    cells += [[_cell(row, column) for column in columns] for row in rows]
+    cells += [[cell(row, column) for column in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = [
         "  ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True))

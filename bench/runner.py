@@ -18,7 +18,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import machine, provenance, report
+from . import compare, docs_report, machine, plots, provenance, repeat, report
 from .profiling import Profiler, top_entries
 from .scenario import Options, Scenario
 from .scenarios import SCENARIOS
@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shardline bench", description="run benchmark scenarios and record their figures"
     )
-    parser.add_argument("scenario", help=f"one of {', '.join(SCENARIOS)}, or 'all', or 'list'")
+    parser.add_argument(
+        "scenario",
+        help=f"one of {', '.join(SCENARIOS)}, or 'all', or 'list'; "
+        "also: compare A.json B.json, report, plots",
+    )
     parser.add_argument("--quick", action="store_true", help="a few seconds per scenario")
     parser.add_argument("--duration", type=float, help="seconds measured per configuration")
     parser.add_argument("--warmup", type=float, help="seconds run before measuring")
@@ -51,7 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds", type=int, help="alternating rounds (log-append, producer, isolation)"
     )
+    parser.add_argument(
+        "--repeat", type=int, help="repetitions of each scenario (default: 3, or 1 when quick)"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw baselines")
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip Redis Streams and NATS JetStream"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed sections")
     parser.add_argument("--tmpdir", help="where data directories go (default: the system's)")
     parser.add_argument("--results", type=Path, default=report.RESULTS, help="results directory")
@@ -68,8 +79,14 @@ def _run_one(
     code = provenance.describe()
     started = _now()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    repeats = options.repeats or (1 if options.quick else scenario.repeats)
     print(f"-- running {scenario.name} ({scenario.summary})", flush=True)
-    result = scenario.run(options)
+    result = repeat.fold(
+        [
+            scenario.run(options)
+            for _ in options.steps(range(repeats), f"{scenario.name}, repetitions")
+        ]
+    )
     finished = _now()
     profiles: list[str] = []
     texts: list[str] = []
@@ -108,6 +125,12 @@ def _run_one(
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["compare"]:
+        return compare.main(argv[1:])
+    if argv[:1] == ["report"]:
+        return docs_report.main(argv[1:])
+    if argv[:1] == ["plots"]:
+        return plots.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.scenario == "list":
         for scenario in SCENARIOS.values():
@@ -133,9 +156,12 @@ def main(argv: list[str]) -> int:
         sizes=args.sizes,
         passes=args.passes,
         rounds=args.rounds,
+        repeats=args.repeat,
         baseline=not args.no_baseline,
         tmpdir=args.tmpdir,
         profiler=Profiler() if args.profile else None,
+        progress=not args.no_progress,
+        peers=not args.no_peers,
     )
     ok = True
     for scenario in chosen:

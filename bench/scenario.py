@@ -43,6 +43,8 @@ class Options:
     sizes: tuple[int, ...] | None = None
     passes: int | None = None
     rounds: int | None = None
+    #: Repetitions of the whole scenario (None: the scenario's own ``repeats``; 1 when quick).
+    repeats: int | None = None
     baseline: bool = True
     tmpdir: str | None = None
     profiler: Profiler | None = None
@@ -71,6 +73,7 @@ class Options:
             "sizes": list(self.sizes) if self.sizes else None,
             "passes": self.passes,
             "rounds": self.rounds,
+            "repeats": self.repeats,
             "baseline": self.baseline,
             "tmpdir": self.tmpdir,
             "profile": self.profiler is not None,
@@ -129,9 +132,16 @@ class ScenarioResult:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """A named measurement; ``repeats``: how often the runner repeats it for medians.
+
+    Scenarios that alternate rounds themselves (and report medians over them)
+    say ``repeats=1``.
+    """
+
     name: str
     summary: str
     run: Callable[[Options], ScenarioResult]
+    repeats: int = 3
 
 
 @contextlib.contextmanager

@@ -363,4 +363,5 @@ SCENARIO = Scenario(
     "log-append",
     "durable appends of 500-record calls by 1/8/64 concurrent appenders vs raw py-lmdb",
     run,
+    repeats=1,  # alternating rounds inside, medians over them
 )
