@@ -155,6 +155,8 @@ def render(results: Path = RESULTS, images: dict[str, Path] | None = None) -> st
         for row in doc.get("figures") or []:
             if row.get("unavailable"):
                 out.append(f"- {row.get('system')}: not measured: {row['unavailable']}")
+            if row.get("peer_error"):
+                out.append(f"- {row.get('system')}: failed: {row['peer_error']}")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -41,3 +41,28 @@ def summarize(latencies_ms: np.ndarray) -> dict[str, Any]:
         "max_ms": float(lat.max()),
         "cdf_ms": [round(float(v), 4) for v in np.quantile(lat, CDF_QUANTILES)],
     }
+
+
+def delivered(reports: list[dict[str, Any]], rate: float, duration: float) -> dict[str, Any]:
+    """Fan-out figures from the readers' reports, the same for shardline and every peer.
+
+    Each report has ``records`` (records due inside the measured window that
+    the reader got), ``first_ns``/``last_ns`` (when the first and last of them
+    arrived) and ``latency_ms``. A reader's rate is its records over the time
+    between those arrivals, never less than the window: a reader whose lag
+    grows reads slower; a steady lag shows in the latency. ``complete`` is the
+    slowest reader's share of the records due.
+    """
+    per = [
+        r["records"] / max(duration, (r["last_ns"] - r["first_ns"]) / 1e9) if r["records"] else 0.0
+        for r in reports
+    ]
+    expected = rate * duration
+    lists = [np.asarray(r["latency_ms"], dtype=np.float64) for r in reports]
+    return {
+        "per_subscriber_min": min(per),
+        "per_subscriber_median": float(np.median(per)),
+        "delivered_total": sum(per),
+        "complete": min(r["records"] for r in reports) / expected if expected else None,
+        **summarize(np.concatenate(lists) if lists else np.zeros(0)),
+    }

@@ -217,7 +217,7 @@ def bench_subscriber() -> None:
     import resource
 
     from bench.broker_process import broker_server
-    from bench.scenarios import fanout
+    from bench.scenarios import fanout, fanout_clients
     from broker.client import Client
 
     with tempfile.TemporaryDirectory() as tmp, broker_server(os.path.join(tmp, "data")) as server:
@@ -238,7 +238,7 @@ def bench_subscriber() -> None:
         async def run() -> None:
             async with (
                 Client(server.endpoint) as client,
-                client.subscribe_to_shard(arn, fanout.SHARD, {"Type": "LATEST"}) as events,
+                client.subscribe_to_shard(arn, fanout_clients.SHARD, {"Type": "LATEST"}) as events,
             ):
                 await trio.sleep(3)
                 before = resource.getrusage(resource.RUSAGE_SELF)
@@ -246,7 +246,7 @@ def bench_subscriber() -> None:
                 with trio.move_on_after(4):
                     async for event in events.wire():
                         count += 1
-                        fanout.due_times(event)
+                        fanout_clients.due_times(event)
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
                 print(f"{count} events in 4 s: {cpu / count * 1e6:.0f} us of process CPU each")

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from ..scenario import Scenario
-from . import fanout, functions, group, ingest, log_append, log_read, poll_read, producer
+from . import (
+    fanout,
+    functions,
+    group,
+    ingest,
+    latency,
+    log_append,
+    log_read,
+    poll_read,
+    producer,
+    recovery,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
@@ -14,10 +25,12 @@ SCENARIOS: dict[str, Scenario] = {
         poll_read.SCENARIO,
         fanout.FANOUT,
         fanout.ISOLATION,
+        latency.SCENARIO,
         producer.SCENARIO,
         group.SCENARIO,
         functions.FUNCTIONS,
         functions.FUNCTIONS_LATENCY,
         functions.PARALLEL,
+        recovery.SCENARIO,
     )
 }

@@ -20,10 +20,11 @@ subscriber and in total (the records due inside the measured window, after
 a warm-up, divided by the time between the arrivals of the first and the
 last of them, or by the window when that was shorter: a subscriber whose lag
 grows counts as slower, a steady lag shows in the latency), and latency
-p50/p99/p99.9/max over every delivered record of every subscriber, with
-numpy. The broker's CPU, its anonymous memory (``RssAnon`` in ``/proc``:
-the process's own memory, not LMDB's mapped file) and its fan-out buffers
-(feeds and read chunks, from ``/metrics``) are read at the end of the window.
+p50/p90/p99/p99.9/max and a CDF over every delivered record of every
+subscriber (``bench.latency.summarize``, numpy). The broker's CPU, its
+anonymous memory (``RssAnon`` in ``/proc``: the process's own memory, not
+LMDB's mapped file) and its fan-out buffers (feeds and read chunks, from
+``/metrics``) are read at the end of the window.
 
 ``isolation`` runs the same with one extra subscriber that reads at about
 1 % of the rate (it sleeps between events), so it falls behind the broker's
@@ -32,49 +33,63 @@ without it, plus the broker's anonymous memory.
 
 Subscribers stop when they have seen the producer's last record (a record
 whose due time is -1), or after a drain timeout.
+
+``fanout`` also measures a **pre-filled drain** (``drain``): a stream filled
+before timing, read from TRIM_HORIZON by ``DRAIN_SUBSCRIBERS`` subscriber
+processes from a common start, each timing itself until it has every record;
+delivered records/s over the slowest one's time. These records come from
+LMDB (stored batches forwarded as they are), not from the in-memory tail that
+serves live subscribers. Its rows carry ``"kind": "drain"``, the live ones
+``"kind": "live"``; every row says ``"system": "shardline"``, so that peers'
+rows (``bench.peers``) can sit beside them. ``latency`` (its own module)
+reuses ``measure`` at fixed rates.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-import numpy as np
 import trio
 
 from broker.client import Client
-from broker.errors import ShardlineError
 
+from .. import children as procs
 from ..broker_process import ServerProcess, broker_server
+from ..latency import delivered
+from ..peers import suite
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
-
-STREAM = "fanout"
-SHARD = "shardId-000000000000"
-RECORD_BYTES = 100
-MAX_GROUP = 500
-#: Groups grow (up to MAX_GROUP records) so that the producer sends at most this many requests/s.
-MAX_REQUESTS_PER_S = 400
-END_MARK = -1
+from ..workload import fill_stream
+from .fanout_clients import RECORD_BYTES, STREAM
 
 #: (records/s, subscribers) measured by ``fanout``.
 CONFIGURATIONS = [(1_000, n) for n in (1, 10)] + [(200_000, n) for n in (1, 2, 5, 10, 20)]
 QUICK_CONFIGURATIONS = [(1_000, 10), (200_000, 10)]
+#: A run shorter than this is a smoke run (the tests'): the fewest processes that check the code.
+SMOKE_DURATION = 1.0
+SMOKE_CONFIGURATIONS = [(1_000, 2)]
+SMOKE_DRAIN_SUBSCRIBERS = 2
 DURATION = 10.0
 WARMUP = 2.0
 QUICK_DURATION = 3.0
 QUICK_WARMUP = 1.0
 DRAIN_S = 20.0
 
+#: The pre-filled drain: records (``--records`` overrides), subscribers, and its bounds.
+DRAIN_RECORDS = 2_000_000
+QUICK_DRAIN_RECORDS = 100_000
+DRAIN_SUBSCRIBERS = 10
+FILL_BATCH = 500  # records per PutRecords of the fill; the stream holds a multiple of it
+DRAIN_TIMEOUT_S = 600.0
+GO_AHEAD_NS = 200_000_000
+
 GOAL_RATE = 200_000
+#: Total delivered with 10 readers, live and pre-filled: shardline over Redis Streams.
+GOAL_VS_REDIS = 3.0
 GOAL_SUBSCRIBERS = 10
 GOAL_LATENCY_RATE = 1_000
 GOAL_P50_MS = 2.0
@@ -83,226 +98,25 @@ ISOLATION_LOSS = 0.10
 ISOLATION_MEMORY_MB = 300.0
 
 
-def _record(due_ns: int) -> dict[str, Any]:
-    data = due_ns.to_bytes(8, "little", signed=True) + b"x" * (RECORD_BYTES - 8)
-    return {"Data": data, "PartitionKey": "k"}
-
-
-_BODY_HEAD: bytes = msgpack.packb({"StreamName": STREAM, "Records": []})[
-    :-1
-]  # the map, up to the array
-
-
-def _group_body(due_ns: int, count: int) -> bytes:
-    """A PutRecords body of ``count`` identical records due at ``due_ns``, packed once.
-
-    The same bytes as ``msgpack.packb`` of the request map; the producer is
-    the load generator, and the less of the machine it takes the less it
-    disturbs what is measured.
-    """
-    record: bytes = msgpack.packb(_record(due_ns))
-    header = bytes([0x90 | count]) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
-    return _BODY_HEAD + header + record * count
-
-
-def _failed_records(status: int, body: bytes, count: int) -> int:
-    """FailedRecordCount, read from the front of the answer; every record if it failed."""
-    if status != 200:
-        return count
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(body)
-    for _ in range(unpacker.read_map_header()):
-        if unpacker.unpack() == "FailedRecordCount":
-            return int(unpacker.unpack())
-        unpacker.skip()
-    return count
-
-
-# -- the producer (a child process) ---------------------------------------------
-
-
-async def produce(endpoint: str, rate: float, seconds: float, start_ns: int) -> dict[str, Any]:
-    """Send the schedule's groups at their due times; stamps are due times, not send times.
-
-    The timing runs in a thread with ``time.sleep`` (tens of microseconds of
-    slack) rather than trio's timers, whose epoll timeouts round up to whole
-    milliseconds: a millisecond of the load generator's own lateness would be
-    counted against the broker. Each due group is handed to the trio thread,
-    which starts a task to send it: the sends never wait for each other, and the
-    thread does not wait for the hand-over.
-    """
-    group = min(MAX_GROUP, max(1, math.ceil(rate / MAX_REQUESTS_PER_S)))
-    tick_ns = round(group / rate * 1e9)
-    groups = int(seconds * 1e9 / tick_ns)
-    late = 0
-    failures = 0
-    async with Client(endpoint, timeout=120.0) as client:
-
-        async def send(body: bytes) -> None:
-            nonlocal failures
-            try:
-                raw = await client.exchange("PutRecords", body)
-            except ShardlineError:  # a timeout or a lost connection: the records count as lost
-                failures += group
-                return
-            failures += _failed_records(raw.status, raw.body, group)
-
-        async with trio.open_nursery() as nursery:
-            token = trio.lowlevel.current_trio_token()
-
-            def clock() -> int:
-                lateness = 0
-                for k in range(groups):
-                    due_ns = start_ns + k * tick_ns
-                    wait = due_ns - time.monotonic_ns()
-                    if wait > 0:
-                        time.sleep(wait / 1e9)
-                    if time.monotonic_ns() - due_ns > 1_000_000:
-                        lateness += 1
-                    # Handed over without waiting for the trio thread to take it.
-                    token.run_sync_soon(nursery.start_soon, send, _group_body(due_ns, group))
-                return lateness
-
-            late = await trio.to_thread.run_sync(clock)
-        await client.put_records(STREAM, [_record(END_MARK)])
-    return {
-        "start_ns": start_ns,
-        "groups": groups,
-        "group": group,
-        "tick_s": tick_ns / 1e9,
-        "late_groups": late,
-        "failed_records": failures,
-    }
-
-
-# -- a subscriber (a child process) ---------------------------------------------
-
-
-#: A records event as the hub encodes it starts with these bytes (the map, its Type).
-_RECORDS_EVENT = b"\x85\xa4Type\xa7records"
-_RECORDS_KEY = b"\xa7Records"
-#: One stored record of this scenario: [uint64 arrival, "k", bin8 of RECORD_BYTES].
-_RECORD_HEAD = b"\x93\xcf"
-_RECORD_SIZE = 1 + 9 + 2 + 2 + RECORD_BYTES
-_DUE_AT = 1 + 9 + 2 + 2  # the data's first byte: its due time
-
-
-def due_times(event: bytes) -> np.ndarray | None:
-    """The due times of a records event's records, read in place; None for other events.
-
-    The scenario's records all have the same layout, so the stored array is a
-    table of fixed-size rows and numpy reads the due times out of it: the
-    subscriber builds no object per record. A layout that differs is decoded.
-    """
-    if not event.startswith(_RECORDS_EVENT):
-        return None
-    at = event.index(_RECORDS_KEY) + len(_RECORDS_KEY)
-    kind = event[at]
-    if kind == 0xDC:
-        count, at = int.from_bytes(event[at + 1 : at + 3], "big"), at + 3
-    elif kind == 0xDD:
-        count, at = int.from_bytes(event[at + 1 : at + 5], "big"), at + 5
-    elif kind & 0xF0 == 0x90:
-        count, at = kind & 0x0F, at + 1
-    else:
-        raise ValueError(f"no records array in an event: {event[:64]!r}")
-    end = at + count * _RECORD_SIZE
-    # Every row starts with the same bytes (checked with strided slices, no per-record work).
-    fixed = (
-        len(event) >= end
-        and event[at:end:_RECORD_SIZE] == b"\x93" * count
-        and event[at + 1 : end : _RECORD_SIZE] == b"\xcf" * count
-        and event[at + 10 : at + 14] == b"\xa1k\xc4" + bytes([RECORD_BYTES])
-    )
-    if not fixed:
-        records = msgpack.unpackb(event, raw=False)["Records"]
-        return np.frombuffer(b"".join([r[2][:8] for r in records]), dtype="<i8")
-    # The due times in place: one strided view over the rows, copied out once.
-    return np.ndarray(
-        (count,), dtype="<i8", buffer=event, offset=at + _DUE_AT, strides=(_RECORD_SIZE,)
-    ).copy()
-
-
-async def subscribe(endpoint: str, consumer_arn: str, delay: float) -> dict[str, Any]:
-    """Count records due inside the window and their latencies until the end mark.
-
-    The window (``lo,hi`` in monotonic ns) comes on stdin once the parent has
-    every subscriber ready. Events are taken as the wire's bytes
-    (``ShardEvents.wire``) and the records' due times read with numpy.
-    """
-    latencies: list[np.ndarray] = []
-    count = 0
-    first_ns = last_ns = 0
-    async with (
-        Client(endpoint) as client,
-        client.subscribe_to_shard(consumer_arn, SHARD, {"Type": "LATEST"}) as events,
-    ):
-        print("ready", flush=True)
-        line = await trio.to_thread.run_sync(sys.stdin.readline)
-        window = tuple(int(v) for v in line.split(","))
-        with trio.move_on_after(window[1] / 1e9 - time.monotonic() + DRAIN_S):
-            async for event in events.wire():
-                due = due_times(event)
-                if due is None or not due.size:
-                    continue
-                now = time.monotonic_ns()
-                # Most events lie wholly inside the window (the fast test).
-                if due.min() >= window[0] and due.max() < window[1]:
-                    inside = due
-                else:
-                    inside = due[(due >= window[0]) & (due < window[1])]
-                if inside.size:
-                    latencies.append(now - inside)
-                    count += int(inside.size)
-                    first_ns = first_ns or now
-                    last_ns = now
-                if due[-1] == END_MARK:
-                    break
-                if delay:
-                    await trio.sleep(delay)
-    lat = np.concatenate(latencies) / 1e6 if latencies else np.zeros(0)
-    if lat.size > 2_000_000:
-        lat = lat[:: lat.size // 2_000_000]
-    return {"records": count, "latency_ms": lat.tolist(), "first_ns": first_ns, "last_ns": last_ns}
-
-
-def child_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="fanout child")
-    parser.add_argument("role", choices=("producer", "subscriber"))
-    parser.add_argument("--endpoint", required=True)
-    parser.add_argument("--rate", type=float, default=0.0)
-    parser.add_argument("--seconds", type=float, default=0.0)
-    parser.add_argument("--consumer", default="")
-    parser.add_argument("--delay", type=float, default=0.0)
-    parser.add_argument("--start", type=int, default=0, help="monotonic ns of the first group")
-    args = parser.parse_args(argv)
-    if args.role == "producer":
-        out = trio.run(produce, args.endpoint, args.rate, args.seconds, args.start)
-    else:
-        out = trio.run(subscribe, args.endpoint, args.consumer, args.delay)
-    print(json.dumps(out), flush=True)
-
-
 # -- the scenario (the parent) --------------------------------------------------
 
 
 def _child(*args: str) -> subprocess.Popen[bytes]:
-    code = "import sys; from bench.scenarios.fanout import child_main; child_main(sys.argv[1:])"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return procs.spawn("bench.scenarios.fanout_clients", *args)
 
 
 def _last_json(process: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    out, err = process.communicate(timeout=timeout)
-    lines = out.decode().strip().splitlines()
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"a fanout child failed ({process.returncode}): {err.decode()[-2000:]}")
-    value: dict[str, Any] = json.loads(lines[-1])
-    return value
+    return procs.last_json(process, timeout, "a fanout child")
+
+
+def _wait_ready(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        procs.expect(child, "ready", "a subscriber")
+
+
+def _tell(children: list[subprocess.Popen[bytes]], line: str) -> None:
+    for child in children:
+        procs.tell(child, line)
 
 
 def _anon_mb(server: ServerProcess) -> float | None:
@@ -327,31 +141,54 @@ async def _buffered_mb(endpoint: str) -> float:
     return total / 1e6
 
 
+async def _register(client: Client, consumers: int) -> list[str]:
+    arn = (await client.describe_stream_summary(STREAM)).stream_arn
+    return [
+        (await client.register_stream_consumer(arn, f"reader-{i}")).consumer_arn
+        for i in range(consumers)
+    ]
+
+
 async def _setup(endpoint: str, consumers: int) -> list[str]:
     async with Client(endpoint) as client:
         await client.create_stream(STREAM, 1)
-        arn = (await client.describe_stream_summary(STREAM)).stream_arn
-        return [
-            (await client.register_stream_consumer(arn, f"reader-{i}")).consumer_arn
-            for i in range(consumers)
-        ]
+        return await _register(client, consumers)
+
+
+async def _fill(endpoint: str, records: int, consumers: int) -> list[str]:
+    """The stream filled with ``records`` records (``bench.workload``), then its consumers."""
+    stored = await fill_stream(endpoint, STREAM, 1, records, record_bytes=RECORD_BYTES)
+    if sum(len(numbers) for numbers in stored.values()) != records:
+        raise RuntimeError(f"the stream was not filled with {records} records")
+    async with Client(endpoint) as client:
+        return await _register(client, consumers)
 
 
 @dataclass(frozen=True, slots=True)
-class _Run:
+class Run:
+    """One live configuration: offered records/s, subscribers, and whether one more reads slowly."""
+
     rate: int
     subscribers: int
     slow: bool
 
 
-def _measure(options: Options, run: _Run, duration: float, warmup: float) -> Row:
+def measure(options: Options, run: Run, duration: float, warmup: float) -> Row:
+    """One live configuration on a fresh broker: the row of its figures (the module's docstring).
+
+    Keys: ``system`` ("shardline"), ``kind`` ("live"), ``rate``, ``subscribers``,
+    ``slow``, ``per_subscriber_min``, ``per_subscriber_median``, ``delivered_total``,
+    ``complete``, the latency figures of ``bench.latency.summarize`` (``p50_ms``,
+    ``p90_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``cdf_ms``), ``server_cpu``,
+    ``server_anon_mb``, ``buffered_mb``, ``late_groups``, ``failed_records``.
+    """
     total = run.subscribers + (1 if run.slow else 0)
     with (
         scratch_directory(options, "fanout") as tmp,
         broker_server(os.path.join(tmp, "data")) as server,
+        procs.reaped() as children,
     ):
         arns = trio.run(_setup, server.endpoint, total)
-        children = []
         for i, arn in enumerate(arns):
             delay = 0.0
             if run.slow and i == total - 1:
@@ -368,18 +205,12 @@ def _measure(options: Options, run: _Run, duration: float, warmup: float) -> Row
                     str(delay),
                 )
             )
-        for child in children:
-            assert child.stdout is not None
-            line = child.stdout.readline().decode().strip()
-            if line != "ready":
-                raise RuntimeError(f"a subscriber did not get ready: {line!r}")
+        _wait_ready(children)
         # Every subscriber is subscribed: the schedule starts shortly (the producer's start-up).
         start_ns = time.monotonic_ns() + 1_500_000_000
         window = (start_ns + int(warmup * 1e9), start_ns + int((warmup + duration) * 1e9))
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(f"{window[0]},{window[1]}\n".encode())
-            child.stdin.flush()
+        _tell(children, f"{window[0]},{window[1]}")
+        subscribers = list(children)
         cpu0 = server.cpu_seconds()
         producer = _child(
             "producer",
@@ -392,43 +223,91 @@ def _measure(options: Options, run: _Run, duration: float, warmup: float) -> Row
             "--start",
             str(start_ns),
         )
+        children.append(producer)
         produced = _last_json(producer, timeout=warmup + duration + 120)
         cpu1 = server.cpu_seconds()
         anon = _anon_mb(server)
         buffered = trio.run(_buffered_mb, server.endpoint)
         results = []
-        for i, child in enumerate(children):
+        for i, child in enumerate(subscribers):
             if run.slow and i == total - 1:
-                child.kill()
-                child.communicate()
-                continue
+                continue  # killed on the way out
             results.append(_last_json(child, timeout=DRAIN_S + 60))
-    # Delivered in real time: records due in the window over the time between the
-    # arrivals of the first and the last of them, never less than the window: a
-    # subscriber whose lag grows reads slower; a steady lag shows in the latency.
-    per = [
-        r["records"] / max(duration, (r["last_ns"] - r["first_ns"]) / 1e9) if r["records"] else 0.0
-        for r in results
-    ]
-    latency = np.asarray([x for r in results for x in r["latency_ms"]])
-    expected = run.rate * duration
     row: Row = {
+        "system": "shardline",
+        "kind": "live",
         "rate": run.rate,
         "subscribers": run.subscribers,
         "slow": run.slow,
-        "per_subscriber_min": min(per),
-        "per_subscriber_median": statistics.median(per),
-        "delivered_total": sum(per),
-        "complete": min(r["records"] for r in results) / expected if expected else None,
-        "p50_ms": float(np.percentile(latency, 50)) if latency.size else None,
-        "p99_ms": float(np.percentile(latency, 99)) if latency.size else None,
-        "p999_ms": float(np.percentile(latency, 99.9)) if latency.size else None,
-        "max_ms": float(latency.max()) if latency.size else None,
+        **delivered(results, run.rate, duration),
         "server_cpu": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / (warmup + duration),
         "server_anon_mb": anon,
         "buffered_mb": buffered,
         "late_groups": produced["late_groups"],
         "failed_records": produced["failed_records"],
+    }
+    return row
+
+
+def drain(options: Options, records: int, subscribers: int) -> Row:
+    """Subscribers draining a pre-filled stream on a fresh broker: the row of its figures.
+
+    Before timing, a one-shard stream is filled with ``records`` 100 B records
+    (``bench.workload.fill_stream``: pre-encoded PutRecords of 500, 8 in flight;
+    ``records`` is rounded up to a multiple of 500) and ``subscribers``
+    consumers are registered. Each subscriber process connects, says it is
+    ready, and at a common start time subscribes from TRIM_HORIZON and counts
+    records until it has all of them (``drain_shard``), reporting its elapsed
+    seconds from the start. Every record is read from LMDB: the broker forwards
+    the stored batches as they are, each subscription reading its own chunks.
+
+    Keys: ``system`` ("shardline"), ``kind`` ("drain"), ``records``,
+    ``subscribers``, ``per_subscriber_min`` (records over the slowest elapsed),
+    ``delivered_total`` (subscribers x records over the slowest elapsed),
+    ``seconds`` (the slowest elapsed), ``server_cpu`` (the broker's CPU seconds
+    per second of it), ``reads`` (the records each subscriber counted),
+    ``subscriptions`` (the most SubscribeToShard calls one needed), ``fill_s``.
+    """
+    records = -(-records // FILL_BATCH) * FILL_BATCH
+    with (
+        scratch_directory(options, "drain") as tmp,
+        broker_server(os.path.join(tmp, "data")) as server,
+        procs.reaped() as children,
+    ):
+        filling = time.perf_counter()
+        arns = trio.run(_fill, server.endpoint, records, subscribers)
+        fill_s = time.perf_counter() - filling
+        for arn in arns:
+            children.append(
+                _child(
+                    "drainer",
+                    "--endpoint",
+                    server.endpoint,
+                    "--consumer",
+                    arn,
+                    "--records",
+                    str(records),
+                )
+            )
+        _wait_ready(children)
+        cpu0 = server.cpu_seconds()
+        # A common start, a little ahead: every subscriber has read its line by then.
+        _tell(children, str(time.monotonic_ns() + GO_AHEAD_NS))
+        results = [_last_json(child, timeout=DRAIN_TIMEOUT_S + 60) for child in children]
+        cpu1 = server.cpu_seconds()
+    slowest = max(r["seconds"] for r in results)
+    row: Row = {
+        "system": "shardline",
+        "kind": "drain",
+        "records": records,
+        "subscribers": subscribers,
+        "per_subscriber_min": records / slowest,
+        "delivered_total": subscribers * records / slowest,
+        "seconds": slowest,
+        "server_cpu": None if cpu0 is None or cpu1 is None else (cpu1 - cpu0) / slowest,
+        "reads": [r["records"] for r in results],
+        "subscriptions": max(r["subscriptions"] for r in results),
+        "fill_s": fill_s,
     }
     return row
 
@@ -440,12 +319,22 @@ COLUMNS = (
     Column("delivered_total", "delivered rec/s", ",.0f"),
     Column("complete", "complete", ".3f"),
     Column("p50_ms", "p50 ms", ".2f"),
+    Column("p90_ms", "p90 ms", ".2f"),
     Column("p99_ms", "p99 ms", ".2f"),
     Column("p999_ms", "p99.9 ms", ".2f"),
     Column("max_ms", "max ms", ".1f"),
     Column("server_cpu", "server CPU", ".2f"),
     Column("server_anon_mb", "anon MB", ".0f"),
     Column("buffered_mb", "buffered MB", ".1f"),
+)
+#: ``fanout``'s table: live rows and drain rows (a cell a row lacks prints "-").
+FANOUT_COLUMNS = (
+    Column("system", "system"),
+    Column("kind", "kind"),
+    *COLUMNS[:2],
+    Column("records", "drained", ",.0f"),
+    Column("seconds", "drain s", ".2f"),
+    *COLUMNS[2:],
 )
 
 
@@ -459,9 +348,29 @@ def _timing(options: Options) -> tuple[float, float]:
     return duration, warmup
 
 
+def smoke(options: Options) -> bool:
+    """True for a run too short to measure anything (``SMOKE_DURATION``): the smoke tests'."""
+    return options.duration is not None and options.duration < SMOKE_DURATION
+
+
+def _live(rows: list[Row], rate: int, subscribers: int) -> Row | None:
+    return next(
+        (
+            r
+            for r in rows
+            if r.get("kind") == "live" and (r["rate"], r["subscribers"]) == (rate, subscribers)
+        ),
+        None,
+    )
+
+
 def run_fanout(options: Options) -> ScenarioResult:
     duration, warmup = _timing(options)
     configurations = QUICK_CONFIGURATIONS if options.quick else CONFIGURATIONS
+    drained = options.records or (QUICK_DRAIN_RECORDS if options.quick else DRAIN_RECORDS)
+    readers = DRAIN_SUBSCRIBERS
+    if smoke(options):
+        configurations, readers = SMOKE_CONFIGURATIONS, SMOKE_DRAIN_SUBSCRIBERS
     result = ScenarioResult(
         parameters={
             "record_bytes": RECORD_BYTES,
@@ -471,24 +380,45 @@ def run_fanout(options: Options) -> ScenarioResult:
             "configurations": configurations,
             "producer": "open loop, a PutRecords per group of records due together",
             "subscribers": "one process each, Client.subscribe_to_shard from LATEST",
+            "drain": {
+                "records": -(-drained // FILL_BATCH) * FILL_BATCH,
+                "subscribers": readers,
+                "fill": "before timing: PutRecords of 500 pre-encoded, 8 in flight",
+                "readers": "one process each, SubscribeToShard from TRIM_HORIZON at a "
+                "common start, records counted from each event's array header",
+            },
         },
-        columns=COLUMNS,
+        columns=FANOUT_COLUMNS,
     )
-    for rate, subscribers in configurations:
-        with options.section(f"fanout {rate} rec/s x {subscribers}"):
-            result.rows.append(_measure(options, _Run(rate, subscribers, False), duration, warmup))
-    throughput = next(
-        (r for r in result.rows if (r["rate"], r["subscribers"]) == (GOAL_RATE, GOAL_SUBSCRIBERS)),
-        None,
-    )
-    latency = next(
-        (
-            r
-            for r in result.rows
-            if (r["rate"], r["subscribers"]) == (GOAL_LATENCY_RATE, GOAL_SUBSCRIBERS)
-        ),
-        None,
-    )
+    steps: list[tuple[str, int, int]] = [("live", rate, n) for rate, n in configurations]
+    steps.append(("drain", drained, readers))
+    for kind, amount, subscribers in options.steps(steps, "fanout"):
+        if kind == "live":
+            with options.section(f"fanout {amount} rec/s x {subscribers}"):
+                row = measure(options, Run(amount, subscribers, False), duration, warmup)
+        else:
+            with options.section(f"drain {amount} records x {subscribers}"):
+                row = drain(options, amount, subscribers)
+        result.rows.append(row)
+    throughput = _live(result.rows, GOAL_RATE, GOAL_SUBSCRIBERS)
+    latency = _live(result.rows, GOAL_LATENCY_RATE, GOAL_SUBSCRIBERS)
+    ours_drain = next((r for r in result.rows if r.get("kind") == "drain"), None)
+    peer_goals = []
+    if options.peers and not smoke(options) and throughput is not None and ours_drain:
+        live_peers = suite.fanout_live_rows(
+            options, GOAL_RATE, GOAL_SUBSCRIBERS, warmup, duration, throughput["delivered_total"]
+        )
+        drain_peers = suite.drain_rows(options, drained, readers, ours_drain["delivered_total"])
+        result.rows += live_peers + drain_peers
+        for rows, what in ((live_peers, "live"), (drain_peers, "from a pre-filled stream")):
+            redis = next((r for r in rows if str(r.get("system")).startswith("Redis")), {})
+            peer_goals.append(
+                Goal(
+                    f"10 readers, {what}: shardline delivers >= 3 x Redis Streams' XREAD readers",
+                    GOAL_VS_REDIS,
+                    redis.get("shardline_ratio"),
+                )
+            )
     result.goals = [
         Goal(
             "10 subscribers each receive >= 200,000 records/s (slowest subscriber)",
@@ -507,10 +437,15 @@ def run_fanout(options: Options) -> ScenarioResult:
             None if latency is None else latency["p99_ms"],
             at_most=True,
         ),
+        *peer_goals,
     ]
     result.notes.append(
-        "latency: from each record's due time (fixed schedule) to its decoding in the "
+        "live: latency from each record's due time (fixed schedule) to its decoding in the "
         "subscriber process; complete: the slowest subscriber's share of the records due"
+    )
+    result.notes.append(
+        "drain: subscribers reading a stream filled before timing, from TRIM_HORIZON at a "
+        "common start; rec/s over the slowest subscriber's time, read from LMDB"
     )
     return result
 
@@ -518,7 +453,7 @@ def run_fanout(options: Options) -> ScenarioResult:
 #: The isolation scenario's rate: half of fanout's 200,000, because at 200,000 records/s
 #: ten subscriber processes, the producer and the broker already use both cores of
 #: this machine, and a run there measures the CPU's saturation, not a slow reader's effect
-#: (docs/benchmarks.md has a run at 200,000 too).
+#: (docs/performance-notes.md has a run at 200,000 too).
 ISOLATION_RATE = 100_000
 ISOLATION_ROUNDS = 3
 
@@ -544,9 +479,9 @@ def run_isolation(options: Options) -> ScenarioResult:
     rounds = options.rounds or (1 if options.quick else ISOLATION_ROUNDS)
     alone_rows: list[Row] = []
     slowed_rows: list[Row] = []
-    for _ in range(rounds):
-        alone_rows.append(_measure(options, _Run(rate, 9, False), duration, warmup))
-        slowed_rows.append(_measure(options, _Run(rate, 9, True), duration, warmup))
+    for _ in options.steps(range(rounds), "isolation rounds"):
+        alone_rows.append(measure(options, Run(rate, 9, False), duration, warmup))
+        slowed_rows.append(measure(options, Run(rate, 9, True), duration, warmup))
     result.rows += alone_rows + slowed_rows
 
     def median(rows: list[Row], key: str) -> float:

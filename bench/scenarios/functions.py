@@ -42,7 +42,7 @@ from broker.errors import ShardlineError
 from ..broker_process import broker_server
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
 from ..workload import fill_stream
-from . import fanout
+from . import fanout_clients as fanout
 
 RECORD_BYTES = 100
 SHARDS = 4

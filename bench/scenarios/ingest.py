@@ -44,6 +44,7 @@ from broker.client import Client
 from broker.protocol.codec import encode_body
 
 from ..broker_process import broker_server, run_child
+from ..peers import suite
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
 
 STREAM = "ingest"
@@ -59,6 +60,17 @@ QUICK_WARMUP = 0.5
 
 GOAL_RATE = 500_000
 GOAL_P99_MS = 10.0
+GOAL_VS_REDIS_PY = 2.0
+GOAL_VS_REDIS_C = 1.0
+
+
+def _ratio_of(rows: list[Row], system: str) -> float | None:
+    """The ratio shardline / peer of the peer row whose system name contains ``system``."""
+    for row in rows:
+        if system in str(row.get("system")):
+            ratio = row.get("shardline_ratio")
+            return float(ratio) if isinstance(ratio, int | float) else None
+    return None
 
 
 def request_bodies(count: int, seed: int = 7) -> list[bytes]:
@@ -226,6 +238,7 @@ def _measure(options: Options, duration: float, warmup: float) -> Row:
         )
         cpu2 = server.cpu_seconds()
     row: Row = {
+        "system": "shardline",
         "records_per_s": top["records_per_s"],
         "mb_per_s": top["records_per_s"] * RECORD_BYTES / 1e6,
         "requests_per_s": top["requests"] / top["seconds"],
@@ -249,6 +262,7 @@ def _measure(options: Options, duration: float, warmup: float) -> Row:
 
 
 COLUMNS = (
+    Column("system", "system"),
     Column("records_per_s", "peak records/s", ",.0f"),
     Column("mb_per_s", "MB/s", ",.1f"),
     Column("requests_per_s", "requests/s", ",.0f"),
@@ -281,6 +295,8 @@ def run(options: Options) -> ScenarioResult:
             "server": "shardline serve in its own process, default settings (durable commits)",
             "producer": "a separate process: one Client, one HTTP/2 connection, pre-encoded bodies",
             "latency": "open loop at half the peak request rate, from each request's due time",
+            "peers": "Redis Streams (XADD pipelines of 500, one stream) and NATS JetStream "
+            "(publishes acknowledged in batches of 500), same record size, same run",
         },
         columns=COLUMNS,
     )
@@ -290,6 +306,21 @@ def run(options: Options) -> ScenarioResult:
         Goal("ingest records/s >= 500,000", GOAL_RATE, row["records_per_s"]),
         Goal("p99 PutRecords latency at half the peak <= 10 ms", GOAL_P99_MS, row["p99_ms"], True),
     ]
+    if options.peers:
+        peers = suite.ingest_rows(options, warmup, duration, row["records_per_s"])
+        result.rows += peers
+        result.goals += [
+            Goal(
+                "shardline / Redis Streams via redis-py + hiredis (appendfsync always) >= 2",
+                GOAL_VS_REDIS_PY,
+                _ratio_of(peers, "redis-py + hiredis (appendfsync always)"),
+            ),
+            Goal(
+                "shardline / Redis Streams via redis-benchmark (appendfsync always) >= 1",
+                GOAL_VS_REDIS_C,
+                _ratio_of(peers, "redis-benchmark C client (appendfsync always)"),
+            ),
+        ]
     result.notes.append(
         "server CPU: CPU seconds of the server process per second of the phase, warm-up "
         "included (1.00 = one core); producer CPU likewise for the producer process"

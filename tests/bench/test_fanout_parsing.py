@@ -6,7 +6,7 @@ import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.scenarios.fanout import STREAM, _group_body, _record, due_times
+from bench.scenarios.fanout_clients import STREAM, _group_body, _record, due_times
 from broker.fanout.events import encode_heartbeat, encode_records
 
 dues = st.lists(st.integers(-1, (1 << 62)), min_size=1, max_size=600)
