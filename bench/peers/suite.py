@@ -22,6 +22,9 @@ from . import PeerUnavailable
 from . import nats as nats_peer
 from . import redis as redis_peer
 
+#: The record size every peer is measured with (as shardline's scenarios).
+RECORD_BYTES = 100
+
 
 def _attempt(system: str, measure: Callable[[], dict[str, Any]]) -> Row:
     try:
@@ -73,6 +76,11 @@ def ingest_rows(options: Options, warmup: float, duration: float, ours: float) -
             lambda: nats_peer.ingest(warmup=warmup, duration=duration, tmpdir=options.tmpdir),
         )
     )
+    for row in rows:  # under the columns of shardline's row
+        row.setdefault("server_cpu_peak", row.get("server_cpu"))
+        row.setdefault("producer_cpu_peak", row.get("client_cpu"))
+        if isinstance(row.get("records_per_s"), int | float):
+            row.setdefault("mb_per_s", row["records_per_s"] * RECORD_BYTES / 1e6)
     return [_ratio(row, ours, "records_per_s", "records/s", lower_is_better=False) for row in rows]
 
 

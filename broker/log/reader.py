@@ -177,8 +177,10 @@ def read_batches(
     as stored values for whole batches and as data plus partition key for a
     cut one, so partition keys and data never exceed it (at least one record
     is read, so a read always moves). Whole batches are forwarded as stored;
-    only a batch that ``offset`` enters in its middle, or that the bounds cut,
-    is decoded and packed again. The ``ReadResult`` carries the position and
+    a whole batch that would pass ``max_bytes`` ends the read before it
+    (it comes whole in the next one), so only a batch that ``offset`` enters in
+    its middle, one that ``max_records`` cuts, or a first batch larger than
+    ``max_bytes`` is decoded and packed again. The ``ReadResult`` carries the position and
     shard state (its ``chunks`` are empty).
     """
     if max_records < 1:
@@ -195,9 +197,12 @@ def read_batches(
             if header.end_offset <= position:
                 return True
             skip = position - header.first_offset
-            whole = (
-                skip == 0 and count + header.count <= max_records and size + len(value) <= max_bytes
-            )
+            fits = size + len(value) <= max_bytes
+            if skip == 0 and not fits and out:
+                # The read ends at this batch's start rather than cutting it: the next read
+                # takes it whole, so no batch is decoded and packed again at a chunk's edge.
+                return False
+            whole = skip == 0 and count + header.count <= max_records and fits
             if whole:
                 batch = StoredBatch(
                     header.first_offset,

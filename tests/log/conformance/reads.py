@@ -205,6 +205,25 @@ class ReadTests(ConformanceBase):
             assert beyond.count == 0
             assert beyond.next_offset == 11
 
+    async def test_read_batches_ends_at_a_batch_edge_rather_than_cutting(self) -> None:
+        async with self.opened() as log:
+            await self._three_batches(log)
+            every = self._all_records()
+            whole, _ = log.read_batches("s", 0, 1)
+            largest = 3 * max(len(b.payload) for b in whole) + 256
+            for max_bytes in range(1, largest, 7):
+                position, got = 1, []
+                while position < 13:
+                    batches, result = log.read_batches("s", 0, position, max_bytes=max_bytes)
+                    assert batches, "a read always moves"
+                    # Only a read's first batch may be cut (it alone passes the bound).
+                    assert all(
+                        (b.first_offset, b.count) in {(1, 4), (5, 4), (9, 4)} for b in batches[1:]
+                    )
+                    got += [(k, d) for b in batches for _, k, d in b.records()]
+                    position = result.next_offset
+                assert got == every
+
     async def test_read_batches(self) -> None:
         async with self.opened() as log:
             await self._three_batches(log)
