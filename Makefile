@@ -32,9 +32,10 @@ check: lint typecheck test
 
 # The whole benchmark suite, then docs/benchmarks.md and its plots. Peers (Redis,
 # NATS) are installed first where this machine allows; the suite reports any it lacks.
+# BENCH_ARGS passes options to every scenario, e.g. make bench BENCH_ARGS=--quick.
 bench: $(STAMP)
 	-@$(MAKE) --no-print-directory bench-peers
-	$(BIN)/shardline bench all; status=$$?; $(BIN)/shardline bench report; exit $$status
+	$(BIN)/shardline bench all $(BENCH_ARGS); status=$$?; $(BIN)/shardline bench report; exit $$status
 
 # Debian's Redis and NATS servers for the suite's peers (needs root and apt-get).
 bench-peers:
