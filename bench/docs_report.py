@@ -41,6 +41,41 @@ repetitions, `--no-peers` skips Redis and NATS). Compare two runs with
 command printed with it, on the machine described with it. Peers run on the
 same machine in the same run; a ratio is shardline / peer (above 1:
 shardline ahead).
+
+## Method
+
+- Each scenario starts its own broker (`shardline serve` on a free loopback
+  port over a fresh data directory, default settings: every acknowledgement
+  follows a durable commit) and drives it from separate processes, one per
+  producer and per reader, so that each has its own interpreter.
+- Figures are medians of 3 repetitions of the scenario (`±` in a cell: half
+  the range over them, relative to the median), or of rounds the scenario
+  alternates itself (log-append, producer, isolation, recovery).
+- Latencies run from each record's *due* time on a fixed schedule (carried in
+  the record) to its decoding by the reader: a stall of the producer, the
+  server or the reader counts against every record it delays (no coordinated
+  omission). Percentiles and CDFs are computed with numpy, the same code for
+  shardline and its peers (`bench/latency.py`).
+- **Redis Streams** (Debian's `redis-server` 7.0): AOF with `appendfsync
+  always`, the durable comparison (Redis answers after the fsync of the
+  event-loop iteration, as shardline answers after its group commit), and
+  `everysec`, noted separately. What a Python user gets: redis-py with
+  hiredis, `XADD` pipelines of 500 (16 threads sharing a connection pool,
+  redis-py's best figure here) against PutRecords of 500; readers issue
+  `XREAD BLOCK ... COUNT 10000`, one process each. The server's own capacity:
+  Redis' C `redis-benchmark -P 500 -c 16` for `XADD`, and readers draining a
+  pre-filled stream.
+- **NATS JetStream** (Debian's `nats-server` 2.9.10, `-js`, file store): 2.9
+  has no fsync setting; it acknowledges once a message is written to its block
+  file and fsyncs every two minutes, so its acknowledgements survive a crash
+  of the server process but not of the machine (its rows say so). nats-py
+  publishes with `publish_async` in batches of 500 (4 batches in flight) and
+  reads with push consumers (ack none, flow control), one process each.
+- The load generators of the live fan-out runs send pre-encoded requests
+  (PutRecords bodies for shardline; raw protocol frames for Redis and NATS),
+  so that they take as little of the machine as they can for every system.
+- A peer that cannot run here gets a row that says why instead of failing
+  the suite; `make bench-peers` installs both (root and apt-get).
 """
 
 
@@ -115,6 +150,8 @@ def render(results: Path = RESULTS, images: dict[str, Path] | None = None) -> st
                     f"- {name}: {row.get('system')} is ahead of shardline on "
                     f"{row.get('ratio_of', 'the headline figure')}: shardline / peer = {ratio:.2f}."
                 )
+    out += ["", "## Scenarios", "", "| scenario | what it measures |", "|---|---|"]
+    out += [f"| {name} | {_esc(scenario.summary)} |" for name, scenario in SCENARIOS.items()]
     missing = [name for name in SCENARIOS if name not in docs]
     out += ["", "## Where shardline is behind", ""]
     out += behind or ["Nowhere in the latest results."]

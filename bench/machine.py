@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +16,23 @@ from typing import Any
 
 import lmdb
 
-PACKAGES = ("lmdb", "msgpack", "trio", "h2", "numpy", "crc32c", "shardline")
+PACKAGES = (
+    "lmdb",
+    "msgpack",
+    "trio",
+    "h2",
+    "numpy",
+    "crc32c",
+    "shardline",
+    "redis",
+    "hiredis",
+    "nats-py",
+)
+#: The peers' servers: the command that prints each one's version.
+PEER_SERVERS = {
+    "redis-server": ("redis-server", "--version"),
+    "nats-server": ("nats-server", "--version"),
+}
 
 
 def _cpu_model() -> str:
@@ -64,6 +81,19 @@ def filesystem_of(path: str) -> dict[str, str]:
     return best
 
 
+def _peer_version(command: tuple[str, ...]) -> str | None:
+    """What a peer's server says of its version (None when it is not installed)."""
+    from .peers import PeerUnavailable, require_binary
+
+    try:
+        done = subprocess.run(
+            [require_binary(command[0]), *command[1:]], capture_output=True, timeout=30
+        )
+    except (PeerUnavailable, OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.decode(errors="replace").strip() or None
+
+
 def describe(data_path: str) -> dict[str, Any]:
     """The machine, for a result file; ``data_path`` is where the scenarios' data lives."""
     return {
@@ -76,4 +106,5 @@ def describe(data_path: str) -> dict[str, Any]:
         "packages": {name: _version(name) for name in PACKAGES},
         "lmdb_library": ".".join(str(part) for part in lmdb.version()),
         "data_filesystem": filesystem_of(data_path),
+        "peers": {name: _peer_version(command) for name, command in PEER_SERVERS.items()},
     }

@@ -83,7 +83,7 @@ def latency_cdf(doc: dict[str, Any]) -> Any | None:
         ax.set_xlabel("latency from due time to delivery (ms, log)")
         ax.set_ylabel("fraction of records")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="lower right")
     fig.suptitle("Delivery latency CDF (fixed schedule, no coordinated omission)")
     return fig
 

@@ -63,7 +63,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,7 @@ from broker.errors import ShardlineError
 from broker.model import shard_id
 from broker.protocol.codec import encode_body
 
+from .. import children as procs
 from ..broker_process import HOST, free_port
 from ..scenario import Column, Goal, Options, Row, Scenario, ScenarioResult, scratch_directory
 
@@ -606,14 +607,7 @@ def audit(
 
 
 def _producer(endpoint: str, writer: int, out: str) -> subprocess.Popen[bytes]:
-    code = "import sys; from bench.scenarios.recovery import child_main; child_main(sys.argv[1:])"
-    args = ["--endpoint", endpoint, "--writer", str(writer), "--out", out]
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    return procs.spawn("bench.scenarios.recovery", endpoint=endpoint, writer=writer, out=out)
 
 
 def _expect_line(process: subprocess.Popen[bytes], expected: str, timeout: float) -> None:
@@ -638,28 +632,9 @@ def _expect_line(process: subprocess.Popen[bytes], expected: str, timeout: float
 
 
 def _finish(process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    assert process.stdin is not None
     with contextlib.suppress(BrokenPipeError):
-        process.stdin.write(b"stop\n")
-        process.stdin.flush()
-    out, err = process.communicate(timeout=REQUEST_TIMEOUT_S + 60)
-    lines = out.decode().strip().splitlines()
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"a producer failed ({process.returncode}): {err.decode()[-2000:]}")
-    value: dict[str, Any] = json.loads(lines[-1])
-    return value
-
-
-@contextlib.contextmanager
-def _reaped(processes: list[subprocess.Popen[bytes]]) -> Iterator[None]:
-    """Kill and reap whatever of ``processes`` still runs on the way out, however it is left."""
-    try:
-        yield
-    finally:
-        for process in processes:
-            if process.returncode is None:  # not reaped yet (``_finish`` reaps what it stops)
-                process.kill()
-                process.communicate(timeout=30)
+        procs.tell(process, "stop")
+    return procs.last_json(process, REQUEST_TIMEOUT_S + 60, "a producer")
 
 
 def data_mb(data: str) -> float:
@@ -686,9 +661,8 @@ class _Run:
 
 def _round(run: _Run, number: int) -> Row:
     broker = run.broker
-    producers: list[subprocess.Popen[bytes]] = []
     outs = [os.path.join(run.tmp, f"acked-{number}-{p}.npz") for p in range(PRODUCERS)]
-    with _reaped(producers):
+    with procs.reaped() as producers:
         for p in range(PRODUCERS):
             writer = 1 + number * PRODUCERS + p
             producers.append(_producer(broker.endpoint, writer, outs[p]))
