@@ -77,8 +77,8 @@ DURATION = 10.0
 WARMUP = 2.0
 QUICK_DURATION = 3.0
 QUICK_WARMUP = 1.0
-QUICK_PEER_WARMUP = 0.5
-QUICK_PEER_DURATION = 1.0
+QUICK_PEER_WARMUP = 0.25
+QUICK_PEER_DURATION = 0.5
 DRAIN_S = 20.0
 
 #: The pre-filled drain: records (``--records`` overrides), subscribers, and its bounds.
