@@ -34,6 +34,17 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU seconds process ``pid`` has used so far (None off Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
 @dataclass(frozen=True, slots=True)
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -45,13 +56,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float | None:
         """User plus system CPU seconds the server has used so far (None off Linux)."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds(self.process.pid)
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -21,7 +21,18 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-HOST = "127.0.0.1"
+from ..broker_process import HOST, cpu_seconds, free_port
+
+__all__ = [
+    "HOST",
+    "PeerServer",
+    "PeerUnavailable",
+    "free_port",
+    "require_binary",
+    "require_module",
+    "server_process",
+]
+
 START_TIMEOUT_S = 30.0
 #: Debian puts some servers under sbin, which is not on every user's PATH.
 _EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -52,13 +63,6 @@ def require_module(name: str, package: str) -> None:
         )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass(frozen=True, slots=True)
 class PeerServer:
     process: subprocess.Popen[bytes]
@@ -66,13 +70,7 @@ class PeerServer:
 
     def cpu_seconds(self) -> float | None:
         """User plus system CPU seconds the server has used so far (None off Linux)."""
-        try:
-            with open(f"/proc/{self.process.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds(self.process.pid)
 
 
 @contextlib.contextmanager

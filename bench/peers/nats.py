@@ -63,7 +63,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import math
 import os
 import random
 import subprocess
@@ -80,6 +79,7 @@ import numpy as np
 
 from .. import children as procs
 from ..latency import delivered
+from ..schedule import END_MARK, Schedule
 from . import (
     HOST,
     PeerServer,
@@ -105,9 +105,6 @@ DISTINCT_BATCHES = 64
 FSYNC_POLICIES = ("default", "always")
 
 #: The fan-out schedule, the same rule as ``bench.scenarios.fanout``.
-MAX_GROUP = 500
-MAX_REQUESTS_PER_S = 400
-END_MARK = -1
 _END = END_MARK.to_bytes(8, "little", signed=True)
 #: How long readers wait for the end mark after the window closes.
 DRAIN_S = 20.0
@@ -409,9 +406,8 @@ def _produce(
     # The clock thread must get the interpreter lock soon after its sleep ends, even
     # while the counting thread parses (the default switch interval is 5 ms).
     sys.setswitchinterval(0.0002)
-    group = min(MAX_GROUP, max(1, math.ceil(rate / MAX_REQUESTS_PER_S)))
-    tick_ns = round(group / rate * 1e9)
-    groups = int(seconds * 1e9 / tick_ns)
+    schedule = Schedule.of(rate, seconds, start_ns)
+    group, groups = schedule.group, schedule.groups
     subject = f"{stream}.records".encode()
     connection = WireConnection(port)
     counted: list[tuple[int, int]] = []
@@ -422,16 +418,12 @@ def _produce(
 
         counter = threading.Thread(target=count)
         counter.start()
-        late = 0
         try:
-            for k in range(groups):
-                due_ns = start_ns + k * tick_ns
-                wait = due_ns - time.monotonic_ns()
-                if wait > 0:
-                    time.sleep(wait / 1e9)
-                if time.monotonic_ns() - due_ns > 1_000_000:
-                    late += 1
-                connection.send(connection.pub(subject, _stamped(due_ns, record_bytes)) * group)
+            late = schedule.keep(
+                lambda due_ns: connection.send(
+                    connection.pub(subject, _stamped(due_ns, record_bytes)) * group
+                )
+            )
         except BaseException:
             connection.abort()
             raise
@@ -445,11 +437,7 @@ def _produce(
         connection.close()
     stored, refused = counted[0]
     return {
-        "start_ns": start_ns,
-        "groups": groups,
-        "group": group,
-        "tick_s": tick_ns / 1e9,
-        "late_groups": late,
+        **schedule.report(late),
         "failed_records": refused + end_refused,
         "acknowledged": stored + end_stored,
     }

@@ -88,6 +88,7 @@ import numpy as np
 
 from .. import children as procs
 from ..latency import delivered
+from ..schedule import END_MARK, Schedule
 from . import (
     HOST,
     PeerServer,
@@ -112,9 +113,6 @@ DRAIN_COMMAND: Literal["xread", "xrange"] = "xread"
 FSYNC_POLICIES = ("always", "everysec")
 
 #: The fan-out schedule, the same rule as ``bench.scenarios.fanout``.
-MAX_GROUP = 500
-MAX_REQUESTS_PER_S = 400
-END_MARK = -1
 #: How long readers wait for the end mark after the window closes.
 DRAIN_S = 20.0
 #: Latencies a reader sends back at most (evenly downsampled, as fanout's subscribers).
@@ -465,9 +463,8 @@ def _produce(
     the sends never wait for earlier replies (open loop). The groups go down
     one connection, which Redis answers in order.
     """
-    group = min(MAX_GROUP, max(1, math.ceil(rate / MAX_REQUESTS_PER_S)))
-    tick_ns = round(group / rate * 1e9)
-    groups = int(seconds * 1e9 / tick_ns)
+    schedule = Schedule.of(rate, seconds, start_ns)
+    group, groups = schedule.group, schedule.groups
     connection = _RawConnection(port)
     counted: list[tuple[int, int]] = []
     try:
@@ -477,16 +474,10 @@ def _produce(
 
         counter = threading.Thread(target=count)
         counter.start()
-        late = 0
         try:
-            for k in range(groups):
-                due_ns = start_ns + k * tick_ns
-                wait = due_ns - time.monotonic_ns()
-                if wait > 0:
-                    time.sleep(wait / 1e9)
-                if time.monotonic_ns() - due_ns > 1_000_000:
-                    late += 1
-                connection.send(_xadd(_stamped(due_ns, record_bytes)) * group)
+            late = schedule.keep(
+                lambda due_ns: connection.send(_xadd(_stamped(due_ns, record_bytes)) * group)
+            )
         except BaseException:
             connection.abort()
             raise
@@ -500,11 +491,7 @@ def _produce(
         connection.close()
     ids, errors = counted[0]
     return {
-        "start_ns": start_ns,
-        "groups": groups,
-        "group": group,
-        "tick_s": tick_ns / 1e9,
-        "late_groups": late,
+        **schedule.report(late),
         "failed_records": errors + end_errors,
         "acknowledged": ids + end_ids,
     }

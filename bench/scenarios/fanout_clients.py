@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from typing import Any
@@ -24,13 +23,11 @@ import trio
 from broker.client import Client
 from broker.errors import ShardlineError
 
+from ..schedule import END_MARK, Schedule
+
 STREAM = "fanout"
 SHARD = "shardId-000000000000"
 RECORD_BYTES = 100
-MAX_GROUP = 500
-#: Groups grow (up to MAX_GROUP records) so that the producer sends at most this many requests/s.
-MAX_REQUESTS_PER_S = 400
-END_MARK = -1
 
 DRAIN_S = 20.0
 DRAIN_TIMEOUT_S = 600.0
@@ -84,9 +81,8 @@ async def produce(endpoint: str, rate: float, seconds: float, start_ns: int) -> 
     which starts a task to send it: the sends never wait for each other, and the
     thread does not wait for the hand-over.
     """
-    group = min(MAX_GROUP, max(1, math.ceil(rate / MAX_REQUESTS_PER_S)))
-    tick_ns = round(group / rate * 1e9)
-    groups = int(seconds * 1e9 / tick_ns)
+    schedule = Schedule.of(rate, seconds, start_ns)
+    group = schedule.group
     late = 0
     failures = 0
     async with Client(endpoint, timeout=120.0) as client:
@@ -103,27 +99,14 @@ async def produce(endpoint: str, rate: float, seconds: float, start_ns: int) -> 
         async with trio.open_nursery() as nursery:
             token = trio.lowlevel.current_trio_token()
 
-            def clock() -> int:
-                lateness = 0
-                for k in range(groups):
-                    due_ns = start_ns + k * tick_ns
-                    wait = due_ns - time.monotonic_ns()
-                    if wait > 0:
-                        time.sleep(wait / 1e9)
-                    if time.monotonic_ns() - due_ns > 1_000_000:
-                        lateness += 1
-                    # Handed over without waiting for the trio thread to take it.
-                    token.run_sync_soon(nursery.start_soon, send, _group_body(due_ns, group))
-                return lateness
+            def hand_over(due_ns: int) -> None:
+                # Handed over without waiting for the trio thread to take it.
+                token.run_sync_soon(nursery.start_soon, send, _group_body(due_ns, group))
 
-            late = await trio.to_thread.run_sync(clock)
+            late = await trio.to_thread.run_sync(schedule.keep, hand_over)
         await client.put_records(STREAM, [_record(END_MARK)])
     return {
-        "start_ns": start_ns,
-        "groups": groups,
-        "group": group,
-        "tick_s": tick_ns / 1e9,
-        "late_groups": late,
+        **schedule.report(late),
         "failed_records": failures,
     }
 
