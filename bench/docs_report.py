@@ -37,7 +37,9 @@ can, Redis and NATS; then runs every scenario and this report), or one
 scenario with `shardline bench SCENARIO` (`shardline bench list` lists them;
 `--quick` gives a smoke run of under a minute each, `--repeat N` sets the
 repetitions, `--no-peers` skips Redis and NATS). Compare two runs with
-`shardline bench compare A.json B.json`. Every figure below comes from the
+`shardline bench compare A.json B.json`; `shardline bench report` redraws the
+plots and this page from the results, and `make bench BENCH_ARGS=--quick` is a
+smoke run of the whole suite. Every figure below comes from the
 command printed with it, on the machine described with it. Peers run on the
 same machine in the same run; a ratio is shardline / peer (above 1:
 shardline ahead).
