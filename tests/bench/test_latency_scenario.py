@@ -53,9 +53,9 @@ def test_smoke_run(tmp_path: Path) -> None:
         assert len(row["cdf_ms"]) == len(CDF_QUANTILES)
         assert row["cdf_ms"] == sorted(row["cdf_ms"])
         assert row["cdf_ms"][-1] == round(row["max_ms"], 4)
-        # About the offered rate per subscriber, in total.
-        assert 0.8 * row["rate"] * row["subscribers"] <= row["delivered_total"]
-        assert row["delivered_total"] <= 1.05 * row["rate"] * row["subscribers"]
+        # Never more than was offered (how much less depends on the machine's load:
+        # a lower bound here would be a timing assertion).
+        assert 0 < row["delivered_total"] <= 1.05 * row["rate"] * row["subscribers"]
         assert row["server_cpu"] > 0
     json.loads(json.dumps(result.rows))
     assert [goal.target for goal in result.goals] == [latency.GOAL_P99_MS]
