@@ -81,13 +81,18 @@ def broker_server(data: str) -> Iterator[ServerProcess]:
         _wait_listening(port, process)
         yield ServerProcess(process, port)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
+    """SIGTERM a server and reap it; SIGKILL if it is still there after ``grace`` seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_child(module: str, *args: str, timeout: float = 600.0) -> dict[str, Any]:

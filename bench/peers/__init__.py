@@ -14,14 +14,13 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ..broker_process import HOST, cpu_seconds, free_port
+from ..broker_process import HOST, cpu_seconds, free_port, stop
 
 __all__ = [
     "HOST",
@@ -96,12 +95,6 @@ def server_process(
             time.sleep(0.05)
         yield PeerServer(process, port)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
         if process.stderr is not None:
             process.stderr.close()
