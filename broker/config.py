@@ -2,7 +2,8 @@
 
 The TOML file uses the same names as the dataclass fields (``data``, ``host``,
 ``port``, ``region``, ...), with the log's settings in a ``[log]`` table (and
-``[log.env]`` for LMDB's); unknown names are an error that says which.
+``[log.env]`` for LMDB's) and the AWS wire's access keys in ``[aws_access_keys]``;
+unknown names are an error that says which.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class BrokerConfig:
     shutdown_timeout_s: float = 10.0
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: AWS wire: access key id -> secret access key (a ``[aws_access_keys]`` table in TOML).
+    #: Empty (the default): SigV4 signatures are not verified and any credentials work, as in
+    #: emulators; otherwise every AWS-wire request must be signed with one of these
+    #: (``broker/protocol/sigv4.py``). Out of repr (secrets) and out of the hash (a dict).
+    aws_access_keys: dict[str, str] = field(default_factory=dict, repr=False, hash=False)
     log: LogConfig = field(default_factory=LogConfig)
 
     @classmethod
@@ -83,6 +89,8 @@ class BrokerConfig:
             if isinstance(env, dict):
                 log["env"] = EnvConfig(**env)
             values["log"] = LogConfig(**log)
+        if "aws_access_keys" in values:
+            values["aws_access_keys"] = _access_keys(values["aws_access_keys"])
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -91,3 +99,15 @@ class BrokerConfig:
 
     def stream_arn(self, name: str) -> str:
         return f"arn:aws:kinesis:{self.region}:{self.account}:stream/{name}"
+
+
+def _access_keys(table: Any) -> dict[str, str]:
+    """The ``[aws_access_keys]`` table as a dict; a ``ValueError`` naming what is wrong."""
+    if not isinstance(table, dict):
+        raise ValueError('aws_access_keys must be a table of access key id = "secret"')
+    for key_id, secret in table.items():
+        if not key_id:
+            raise ValueError("aws_access_keys: an access key id is empty")
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"aws_access_keys.{key_id}: the secret must be a non-empty string")
+    return dict(table)

@@ -109,6 +109,42 @@ class MethodNotAllowedError(ShardlineError):
     http_status = 405
 
 
+class UnrecognizedClientError(ShardlineError):
+    """AWS wire, access keys configured: the request is unsigned, or its access key id is unknown.
+
+    AWS's name and message (``broker/protocol/sigv4.py``).
+    """
+
+    wire_name = "UnrecognizedClientException"
+    http_status = 400
+
+    def __init__(
+        self, message: str = "The security token included in the request is invalid."
+    ) -> None:
+        super().__init__(message)
+
+
+class InvalidSignatureError(ShardlineError):
+    """AWS wire, access keys configured: a SigV4 signature that does not verify.
+
+    A wrong signature, a malformed ``Authorization`` header, or a request time
+    more than 5 minutes off the broker's clock (``broker/protocol/sigv4.py``).
+    """
+
+    wire_name = "InvalidSignatureException"
+    http_status = 400
+
+    def __init__(
+        self,
+        message: str = (
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method. "
+            "Consult the service documentation for details."
+        ),
+    ) -> None:
+        super().__init__(message)
+
+
 class InvalidParameterValueError(ShardlineError):
     """A parameter of an event source mapping is out of its range or malformed (Lambda's name).
 

@@ -22,6 +22,8 @@ EXPECTED = {
     "HeaderListTooLargeError": ("ValidationException", 431, False),
     "NotFoundError": ("NotFoundException", 404, False),
     "MethodNotAllowedError": ("MethodNotAllowedException", 405, False),
+    "UnrecognizedClientError": ("UnrecognizedClientException", 400, False),
+    "InvalidSignatureError": ("InvalidSignatureException", 400, False),
     "UnknownOperationError": ("UnknownOperationException", 400, False),
     "ResourceNotFoundError": ("ResourceNotFoundException", 400, False),
     "ResourceInUseError": ("ResourceInUseException", 400, False),

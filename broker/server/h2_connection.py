@@ -61,7 +61,7 @@ from ..errors import HeaderListTooLargeError, RequestTooLargeError, ShardlineErr
 from ..operations import Broker
 from ..protocol import h2_patch
 from .metrics import ServerMetrics
-from .routing import Response, error_response, route
+from .routing import Response, early_error, route
 
 h2_patch.apply()
 
@@ -93,6 +93,8 @@ class _Stream:
     stream_id: int
     method: str
     path: str
+    #: The request's regular headers (not the pseudo-headers), names lower-case.
+    headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
     #: Set once the request is answered early (413) or reset: data is discarded.
@@ -321,7 +323,15 @@ class H2ServerConnection:
         headers = dict(event.headers or ())
         method = bytes(headers.get(b":method", b"")).decode("latin-1")
         path = bytes(headers.get(b":path", b"")).decode("latin-1")
-        stream = _Stream(stream_id, method, path)
+        regular = {
+            bytes(name).decode("latin-1"): bytes(value).decode("latin-1")
+            for name, value in headers.items()
+            if not name.startswith(b":")
+        }
+        if "host" not in regular and b":authority" in headers:
+            # HTTP/2 clients (Netty) send the Host they signed (SigV4) as :authority.
+            regular["host"] = bytes(headers[b":authority"]).decode("latin-1")
+        stream = _Stream(stream_id, method, path, regular)
         self.streams[stream_id] = stream
         self.in_flight += 1
         size = header_list_size(event.headers or ())
@@ -366,7 +376,7 @@ class H2ServerConnection:
         stream.discarding = True
         self._release(stream)
         self.metrics.count_request(stream.path.rsplit("/", 1)[-1], error.wire_name)
-        self._start_task(stream, error_response(error))
+        self._start_task(stream, early_error(stream.headers, error))
 
     def _release(self, stream: _Stream) -> None:
         """Free a stream's buffered body and send the acknowledgements it held back."""
@@ -400,7 +410,9 @@ class H2ServerConnection:
             if early is None:
                 body = b"".join(stream.chunks)
                 self._release(stream)
-                response = await route(self.broker, self.metrics, stream.method, stream.path, body)
+                response = await route(
+                    self.broker, self.metrics, stream.method, stream.path, body, stream.headers
+                )
             else:
                 response = early
             await self._respond(stream, response)
@@ -429,6 +441,7 @@ class H2ServerConnection:
             (b":status", str(response.status).encode()),
             (b"content-type", response.content_type.encode()),
             (b"content-length", str(len(response.body)).encode()),
+            *[(name.encode(), value.encode()) for name, value in response.headers],
         ]
         body = response.body if stream.method != "HEAD" else b""
         self.h2.send_headers(stream_id, headers, end_stream=not body)
@@ -478,6 +491,7 @@ class H2ServerConnection:
         headers = [
             (b":status", str(response.status).encode()),
             (b"content-type", response.content_type.encode()),
+            *[(name.encode(), value.encode()) for name, value in response.headers],
         ]
         self.h2.send_headers(stream.stream_id, headers)
         await self._flush()

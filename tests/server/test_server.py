@@ -110,14 +110,6 @@ async def test_protocol_violation_gets_goaway(running: Running) -> None:
         assert (await client.call("TestEcho", {"Still": "up"}))["Echo"] == {"Still": "up"}
 
 
-async def test_http1_request_gets_a_clear_error(running: Running) -> None:
-    stream = await trio.open_tcp_stream("127.0.0.1", running.port)
-    await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    answer = await read_until_closed(stream)
-    assert answer.startswith(b"HTTP/1.1 505 ")
-    assert b"HTTP/2 only" in answer
-
-
 async def test_oversized_body_is_refused_by_name(running: Running) -> None:
     async with Client(running.endpoint) as client:
         with pytest.raises(ValidationError) as caught:

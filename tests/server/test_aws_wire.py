@@ -1,0 +1,179 @@
+"""The AWS wire over HTTP/2 (as the Java SDK v2 speaks it): JSON and CBOR bodies, AWS errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import httpx
+import pytest
+
+from broker.protocol import aws
+from tests.e2e.harness import Served, serve
+
+STREAM = "wire"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    async with serve(tmp_path / "data") as running:
+        yield running
+
+
+@pytest.fixture
+async def http2(served: Served) -> AsyncIterator[httpx.AsyncClient]:
+    # HTTP/2 with prior knowledge on a plain socket (h2c), as the Java SDK's Netty client does.
+    async with httpx.AsyncClient(base_url=served.endpoint, http1=False, http2=True) as client:
+        yield client
+
+
+async def call(
+    client: httpx.AsyncClient,
+    operation: str,
+    body: Any,
+    *,
+    codec: aws.Codec = aws.JSON,
+    target: str | None = None,
+    method: str = "POST",
+) -> tuple[int, dict[str, str], Any]:
+    raw = json.dumps(body).encode() if codec is aws.JSON else cbor2.dumps(body)
+    response = await client.request(
+        method,
+        "/",
+        content=raw,
+        headers={
+            "x-amz-target": target or f"Kinesis_20131202.{operation}",
+            "content-type": codec.content_type,
+        },
+    )
+    assert response.http_version == "HTTP/2"
+    data = response.content
+    decoded = None
+    if data:
+        # Tag-1 timestamps count milliseconds on AWS's CBOR: read them as the numbers they are.
+        decoded = (
+            json.loads(data)
+            if codec is aws.JSON
+            else cbor2.loads(data, semantic_decoders={1: lambda value, _immutable: value})
+        )
+    return response.status_code, dict(response.headers), decoded
+
+
+async def test_json_operations_answer_with_a_request_id(http2: httpx.AsyncClient) -> None:
+    status, headers, body = await call(
+        http2, "CreateStream", {"StreamName": STREAM, "ShardCount": 1}
+    )
+    assert (status, body) == (200, {})
+    assert headers["content-type"] == aws.JSON_TYPE
+    first_id = headers["x-amzn-requestid"]
+    data = base64.b64encode(b"hello").decode()
+    status, headers, put = await call(
+        http2, "PutRecord", {"StreamName": STREAM, "Data": data, "PartitionKey": "k"}
+    )
+    assert status == 200 and headers["x-amzn-requestid"] != first_id
+    assert put["ShardId"] == "shardId-000000000000"
+    status, _, it = await call(
+        http2,
+        "GetShardIterator",
+        {"StreamName": STREAM, "ShardId": put["ShardId"], "ShardIteratorType": "TRIM_HORIZON"},
+    )
+    status, _, page = await call(http2, "GetRecords", {"ShardIterator": it["ShardIterator"]})
+    (record,) = page["Records"]
+    assert record["Data"] == data
+    assert record["SequenceNumber"] == put["SequenceNumber"]
+    assert isinstance(record["ApproximateArrivalTimestamp"], float)
+
+
+async def test_cbor_operations_carry_bytes_and_milliseconds(http2: httpx.AsyncClient) -> None:
+    codec = aws.CBOR
+    status, headers, _ = await call(
+        http2, "CreateStream", {"StreamName": STREAM, "ShardCount": 1}, codec=codec
+    )
+    assert status == 200 and headers["content-type"] == aws.CBOR_TYPE
+    blobs = [bytes([i]) * (i + 1) for i in range(5)]
+    status, _, put = await call(
+        http2,
+        "PutRecords",
+        {"StreamName": STREAM, "Records": [{"Data": b, "PartitionKey": "k"} for b in blobs]},
+        codec=codec,
+    )
+    assert status == 200 and put["FailedRecordCount"] == 0
+    _, _, summary = await call(http2, "DescribeStreamSummary", {"StreamName": STREAM}, codec=codec)
+    created = summary["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+    assert isinstance(created, int) and created > 1_600_000_000_000  # milliseconds
+    _, _, it = await call(
+        http2,
+        "GetShardIterator",
+        {
+            "StreamName": STREAM,
+            "ShardId": "shardId-000000000000",
+            "ShardIteratorType": "AT_TIMESTAMP",
+            "Timestamp": created,
+        },
+        codec=codec,
+    )
+    _, _, page = await call(
+        http2, "GetRecords", {"ShardIterator": it["ShardIterator"]}, codec=codec
+    )
+    assert [r["Data"] for r in page["Records"]] == blobs
+
+
+async def test_errors_are_aws_error_bodies(http2: httpx.AsyncClient) -> None:
+    status, headers, body = await call(http2, "DescribeStreamSummary", {"StreamName": "none"})
+    assert status == 400 and headers["x-amzn-requestid"]
+    assert body["__type"] == "ResourceNotFoundException" and "none" in body["message"]
+    status, _, body = await call(
+        http2, "DescribeStreamSummary", {"StreamName": "none"}, codec=aws.CBOR
+    )
+    assert status == 400 and body["__type"] == "ResourceNotFoundException"
+
+
+@pytest.mark.parametrize(
+    "target", ["Kinesis_20131202.NoSuchThing", "DynamoDB_20120810.GetItem", "garbage"]
+)
+async def test_an_unknown_target_is_unknown_operation(
+    http2: httpx.AsyncClient, target: str
+) -> None:
+    status, _, body = await call(http2, "", {}, target=target)
+    assert status == 400 and body["__type"] == "UnknownOperationException"
+
+
+async def test_a_body_that_does_not_parse_is_a_serialization_error(
+    served: Served, http2: httpx.AsyncClient
+) -> None:
+    for content_type, raw in ((aws.JSON_TYPE, b"{not json"), (aws.CBOR_TYPE, b"\xff\xff")):
+        response = await http2.post(
+            "/",
+            content=raw,
+            headers={"x-amz-target": "Kinesis_20131202.ListStreams", "content-type": content_type},
+        )
+        assert response.status_code == 400
+        decoded = (
+            json.loads(response.content)
+            if content_type == aws.JSON_TYPE
+            else cbor2.loads(response.content)
+        )
+        assert decoded["__type"] == "SerializationException"
+    # The server goes on serving.
+    status, _, body = await call(http2, "ListStreams", {})
+    assert status == 200 and body["StreamNames"] == []
+
+
+async def test_operations_answer_post_only(http2: httpx.AsyncClient) -> None:
+    status, _, body = await call(http2, "ListStreams", {}, method="PUT")
+    assert status == 405 and body["__type"] == "MethodNotAllowedException"
+
+
+async def test_stream_arn_only_requests(http2: httpx.AsyncClient) -> None:
+    await call(http2, "CreateStream", {"StreamName": STREAM, "ShardCount": 2})
+    arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}"
+    status, _, shards = await call(http2, "ListShards", {"StreamARN": arn})
+    assert status == 200 and len(shards["Shards"]) == 2
+    status, _, put = await call(
+        http2, "PutRecord", {"StreamARN": arn, "Data": "eA==", "PartitionKey": "k"}
+    )
+    assert status == 200 and put["SequenceNumber"].isdigit()
