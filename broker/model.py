@@ -32,6 +32,13 @@ class StreamStatus(enum.StrEnum):
     DELETING = "DELETING"
 
 
+class StreamMode(enum.StrEnum):
+    """Kinesis' capacity modes. shardline stores and reports the mode; it scales neither."""
+
+    PROVISIONED = "PROVISIONED"
+    ON_DEMAND = "ON_DEMAND"
+
+
 class ShardState(enum.StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
@@ -116,7 +123,14 @@ class Shard:
 
 @dataclass(frozen=True, slots=True)
 class StreamDescription:
-    """A stream as the catalog holds it: name, incarnation, settings and every shard."""
+    """A stream as the catalog holds it: name, incarnation, settings and every shard.
+
+    The settings that only describe the stream (``broker.log.catalog`` has the
+    rules): ``mode``; ``tags`` as (key, value) pairs sorted by key;
+    ``shard_level_metrics``, the enhanced-monitoring metric names enabled, in
+    Kinesis' order; ``max_record_kib``, the stream's own record size limit
+    (None: the broker's ``max_record_bytes``).
+    """
 
     name: str
     incarnation: int
@@ -125,6 +139,10 @@ class StreamDescription:
     retention_hours: int = 24
     status: StreamStatus = StreamStatus.ACTIVE
     next_shard_index: int = 0
+    mode: StreamMode = StreamMode.PROVISIONED
+    tags: tuple[tuple[str, str], ...] = ()
+    shard_level_metrics: tuple[str, ...] = ()
+    max_record_kib: int | None = None
 
     def shard(self, index: int) -> Shard:
         """The shard with this index, or ``ResourceNotFoundError``."""

@@ -1,4 +1,4 @@
-"""The stream catalog's transitions: create, reshard, retention. Pure functions.
+"""The stream catalog's transitions: create, reshard, retention, settings. Pure functions.
 
 Each transition takes a ``StreamDescription`` and returns a new one; the store
 persists the result in the same transaction as everything else of its commit.
@@ -11,20 +11,46 @@ two adjacent open shards and opens one child with both as parents; uniform
 scaling is a sequence of splits at the target's even boundaries followed by
 merges, so every child has at most two parents, as the Kinesis lineage model
 requires. Child indexes continue the stream's counter.
+
+Settings that only describe a stream (tags, capacity mode, enhanced
+monitoring, the record size limit) change through transitions here too, so
+that a limit that depends on the stream's state (at most 50 tags) is checked
+against the staged catalog inside the commit: two concurrent
+``AddTagsToStream`` cannot both pass the check and end with 51.
+
+A stream's stored record (``to_record``) is a msgpack map; fields added
+after the first release (``mode``, ``tags``, ``metrics``, ``max_record_kib``)
+are read with their defaults when absent, so a data directory written before
+them opens unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import InvalidArgumentError, LimitExceededError, ResourceInUseError
 from ..hashing import even_ranges
-from ..model import HashKeyRange, Shard, StreamDescription, StreamStatus
+from ..model import HashKeyRange, Shard, StreamDescription, StreamMode, StreamStatus
 
 MIN_RETENTION_HOURS = 24
 MAX_RETENTION_HOURS = 8760
+#: Tags a stream may carry (Kinesis: 50).
+MAX_TAGS_PER_STREAM = 50
+#: Kinesis' shard-level metric names, in the order the model lists them (``ALL`` is all of them).
+SHARD_LEVEL_METRICS = (
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+)
+#: Bounds of a stream's ``MaxRecordSizeInKiB`` (Kinesis: 1 MiB to 10 MiB).
+MIN_RECORD_KIB = 1024
+MAX_RECORD_KIB = 10240
 
 EndingOffset = Callable[[int], int]
 
@@ -37,6 +63,9 @@ def new_stream(
     *,
     max_shards: int,
     retention_hours: int = MIN_RETENTION_HOURS,
+    mode: StreamMode = StreamMode.PROVISIONED,
+    tags: Mapping[str, str] | None = None,
+    max_record_kib: int | None = None,
 ) -> StreamDescription:
     if not isinstance(shard_count, int) or isinstance(shard_count, bool):
         raise InvalidArgumentError(f"ShardCount must be an integer, got {shard_count!r}")
@@ -46,7 +75,7 @@ def new_stream(
         )
     check_retention(retention_hours)
     shards = tuple(Shard(i, r, now_ms) for i, r in enumerate(even_ranges(shard_count)))
-    return StreamDescription(
+    desc = StreamDescription(
         name=name,
         incarnation=incarnation,
         created_ms=now_ms,
@@ -54,7 +83,13 @@ def new_stream(
         retention_hours=retention_hours,
         status=StreamStatus.ACTIVE,
         next_shard_index=shard_count,
+        mode=StreamMode(mode),
     )
+    if tags:
+        desc = add_tags(desc, tags)
+    if max_record_kib is not None:
+        desc = set_max_record_size(desc, max_record_kib)
+    return desc
 
 
 def check_retention(hours: object) -> int:
@@ -82,6 +117,78 @@ def set_retention(desc: StreamDescription, hours: int, *, increase: bool) -> Str
             f"period of {desc.retention_hours} hours: use IncreaseStreamRetentionPeriod"
         )
     return dataclasses.replace(desc, retention_hours=hours)
+
+
+# -- settings -------------------------------------------------------------------
+
+
+def add_tags(
+    desc: StreamDescription, tags: Mapping[str, str], *, max_tags: int = MAX_TAGS_PER_STREAM
+) -> StreamDescription:
+    """Add or overwrite tags; the stream may end with at most ``max_tags``.
+
+    The caller has checked each key and value (``broker.operations.tags``);
+    the count depends on the stream's tags, so it is checked here.
+    """
+    merged = dict(desc.tags)
+    merged.update(tags)
+    if len(merged) > max_tags:
+        raise LimitExceededError(
+            f"Stream {desc.name} would have {len(merged)} tags: a stream can have at most "
+            f"{max_tags} (it has {len(desc.tags)})"
+        )
+    return dataclasses.replace(desc, tags=tuple(sorted(merged.items())))
+
+
+def remove_tags(desc: StreamDescription, keys: Iterable[str]) -> StreamDescription:
+    """Remove tags by key; keys the stream does not have are ignored, as in Kinesis."""
+    gone = set(keys)
+    return dataclasses.replace(desc, tags=tuple(kv for kv in desc.tags if kv[0] not in gone))
+
+
+def set_mode(desc: StreamDescription, mode: StreamMode | str) -> StreamDescription:
+    """Record the capacity mode. Nothing else changes: shardline scales no stream by itself."""
+    try:
+        value = StreamMode(mode)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"StreamMode {mode!r} is not valid: expected PROVISIONED or ON_DEMAND"
+        ) from None
+    return dataclasses.replace(desc, mode=value)
+
+
+def set_shard_level_metrics(
+    desc: StreamDescription, metrics: Iterable[str], *, enable: bool
+) -> StreamDescription:
+    """Enable or disable enhanced-monitoring metrics by name (``ALL``: every one)."""
+    names = set(metrics)
+    if "ALL" in names:
+        names = set(SHARD_LEVEL_METRICS)
+    unknown = sorted(names.difference(SHARD_LEVEL_METRICS))
+    if unknown:
+        raise InvalidArgumentError(
+            f"ShardLevelMetrics {unknown[0]!r} is not valid: expected ALL or one of "
+            f"{', '.join(SHARD_LEVEL_METRICS)}"
+        )
+    current = set(desc.shard_level_metrics)
+    wanted = current | names if enable else current - names
+    return dataclasses.replace(
+        desc, shard_level_metrics=tuple(m for m in SHARD_LEVEL_METRICS if m in wanted)
+    )
+
+
+def set_max_record_size(desc: StreamDescription, kib: int) -> StreamDescription:
+    if not isinstance(kib, int) or isinstance(kib, bool):
+        raise InvalidArgumentError(f"MaxRecordSizeInKiB must be an integer, got {kib!r}")
+    if not MIN_RECORD_KIB <= kib <= MAX_RECORD_KIB:
+        raise InvalidArgumentError(
+            f"MaxRecordSizeInKiB {kib} is out of range: it must be between {MIN_RECORD_KIB} "
+            f"and {MAX_RECORD_KIB}"
+        )
+    return dataclasses.replace(desc, max_record_kib=kib)
+
+
+# -- resharding -------------------------------------------------------------------
 
 
 def _open_shard(desc: StreamDescription, index: int) -> Shard:
@@ -232,6 +339,10 @@ def to_record(desc: StreamDescription) -> dict[str, Any]:
         "retention_hours": desc.retention_hours,
         "status": str(desc.status),
         "next_shard_index": desc.next_shard_index,
+        "mode": str(desc.mode),
+        "tags": [list(kv) for kv in desc.tags],
+        "metrics": list(desc.shard_level_metrics),
+        "max_record_kib": desc.max_record_kib,
         "shards": [
             [
                 s.index,
@@ -260,4 +371,9 @@ def from_record(record: dict[str, Any]) -> StreamDescription:
         retention_hours=record["retention_hours"],
         status=StreamStatus(record["status"]),
         next_shard_index=record["next_shard_index"],
+        # Absent from records written before these settings existed: the defaults.
+        mode=StreamMode(record.get("mode", StreamMode.PROVISIONED)),
+        tags=tuple((key, value) for key, value in record.get("tags", ())),
+        shard_level_metrics=tuple(record.get("metrics", ())),
+        max_record_kib=record.get("max_record_kib"),
     )

@@ -31,7 +31,7 @@ otherwise appended with the producer's row written in the same transaction.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ from ..errors import (
 from ..model import (
     ShardTail,
     StreamDescription,
+    StreamMode,
     shard_id,
     validate_stream_name,
 )
@@ -211,7 +212,15 @@ class Commit:
     # -- stream operations --------------------------------------------------
 
     def create_stream(
-        self, name: str, shard_count: int, now_ms: int, retention_hours: int
+        self,
+        name: str,
+        shard_count: int,
+        now_ms: int,
+        retention_hours: int,
+        *,
+        mode: StreamMode = StreamMode.PROVISIONED,
+        tags: Mapping[str, str] | None = None,
+        max_record_kib: int | None = None,
     ) -> StreamDescription:
         validate_stream_name(name)
         existing = self.streams[name] if name in self.streams else self.store.streams.get(name)
@@ -226,6 +235,9 @@ class Commit:
             now_ms,
             max_shards=self.store.config.max_shards_per_stream,
             retention_hours=retention_hours,
+            mode=mode,
+            tags=tags,
+            max_record_kib=max_record_kib,
         )
         self.last_incarnation = desc.incarnation
         self.txn.put(keys.INCARNATION_KEY, keys.incarnation(desc.incarnation), db=self.dbs["meta"])

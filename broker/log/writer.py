@@ -42,6 +42,7 @@ from ..model import (
     PositionType,
     ShardTail,
     StreamDescription,
+    StreamMode,
 )
 from ..sequence import decode as decode_sequence
 from . import batch as fmt
@@ -236,10 +237,43 @@ class Log:
     # -- streams ------------------------------------------------------------
 
     async def create_stream(
-        self, name: str, shard_count: int, *, retention_hours: int = 24
+        self,
+        name: str,
+        shard_count: int,
+        *,
+        retention_hours: int = 24,
+        mode: StreamMode = StreamMode.PROVISIONED,
+        tags: Mapping[str, str] | None = None,
+        max_record_kib: int | None = None,
     ) -> StreamDescription:
         now = self.now_ms()
-        return await self._apply(lambda c: c.create_stream(name, shard_count, now, retention_hours))
+        return await self._apply(
+            lambda c: c.create_stream(
+                name,
+                shard_count,
+                now,
+                retention_hours,
+                mode=mode,
+                tags=tags,
+                max_record_kib=max_record_kib,
+            )
+        )
+
+    async def change_settings(
+        self, name: str, change: Callable[[StreamDescription], StreamDescription]
+    ) -> tuple[StreamDescription, StreamDescription]:
+        """Apply a catalog transition of a stream's settings; the stream before and after it.
+
+        For the transitions that leave the shards alone (``catalog.add_tags``,
+        ``set_mode``, ``set_shard_level_metrics``, ...). Both descriptions are
+        the commit's, so "before" is exactly what the change was applied to.
+        """
+
+        def apply(c: Commit) -> tuple[StreamDescription, StreamDescription]:
+            before = c.stream(name)
+            return before, c.replace_stream(name, change)
+
+        return await self._apply(apply)
 
     async def delete_stream(self, name: str, *, enforce_consumer_deletion: bool = False) -> None:
         """Remove a stream now; its data, checkpoints, leases and consumers go in chunks.

@@ -16,8 +16,10 @@ from . import (
     producers,
     reads,
     resharding,
+    stream_settings,
     streams,
     subscribe,
+    tags,
     writes,
 )
 from .base import (
@@ -44,6 +46,8 @@ HANDLER_MODULES = (
     consumers,
     subscribe,
     mappings,
+    tags,
+    stream_settings,
 )
 
 __all__ = [

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import BrokerConfig
 from ..hashing import ShardRouter
 from ..model import Shard, StreamDescription, shard_id
 from ..sequence import encode
 from .base import Broker
 from .iterators import IteratorCodec, codec_for
-
-#: What a stream reports as its mode: the catalog keeps no mode (see docs/design.md).
-STREAM_MODE = {"StreamMode": "PROVISIONED"}
 
 
 def codec(broker: Broker) -> IteratorCodec:
@@ -71,16 +69,27 @@ def child_shard_view(shard: Shard) -> dict[str, Any]:
     }
 
 
+def record_limit(config: BrokerConfig, desc: StreamDescription) -> int:
+    """The largest record (data plus key, bytes) the stream takes.
+
+    Its own ``MaxRecordSizeInKiB`` if it has one, within the broker's
+    ``max_record_bytes``, which bounds every stream (``stream_settings.py``).
+    """
+    if desc.max_record_kib is None:
+        return config.max_record_bytes
+    return min(config.max_record_bytes, desc.max_record_kib * 1024)
+
+
 def summary_fields(broker: Broker, desc: StreamDescription) -> dict[str, Any]:
     """The fields every description of a stream shares."""
     return {
         "StreamName": desc.name,
         "StreamARN": broker.config.stream_arn(desc.name),
         "StreamStatus": desc.status.value,
-        "StreamModeDetails": dict(STREAM_MODE),
+        "StreamModeDetails": {"StreamMode": desc.mode.value},
         "RetentionPeriodHours": desc.retention_hours,
         "StreamCreationTimestamp": desc.created_ms,
-        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+        "EnhancedMonitoring": [{"ShardLevelMetrics": list(desc.shard_level_metrics)}],
         "EncryptionType": "NONE",
     }
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidArgumentError, ResourceNotFoundError, ValidationError
-from ..model import Shard, StreamDescription, validate_stream_name
+from ..errors import InvalidArgumentError, ResourceNotFoundError
+from ..log.catalog import MAX_RECORD_KIB, MIN_RECORD_KIB
+from ..model import Shard, StreamDescription, StreamMode, validate_stream_name
 from . import fields as f
 from .base import Broker, Request, Response, operation
-from .shapes import codec, shard_view, sorted_shards, summary_fields
+from .shapes import codec, record_limit, shard_view, sorted_shards, summary_fields
+from .stream_settings import stream_mode
+from .tags import tag_map
 
 #: Shards of a stream created ``ON_DEMAND`` (the catalog has no automatic scaling).
 ON_DEMAND_SHARDS = 4
-STREAM_MODES = ("PROVISIONED", "ON_DEMAND")
 SHARD_FILTERS = (
     "AFTER_SHARD_ID",
     "AT_TRIM_HORIZON",
@@ -32,23 +34,20 @@ SHARD_FILTERS = (
 @operation("CreateStream")
 async def create_stream(broker: Broker, request: Request) -> Response:
     name = validate_stream_name(f.required_str(request, "StreamName", max_len=128))
-    mode = "PROVISIONED"
-    details = f.optional_map(request, "StreamModeDetails")
-    if details is not None:
-        mode = f.required_choice(details, "StreamMode", STREAM_MODES)
+    mode = stream_mode(f.optional_map(request, "StreamModeDetails")) or StreamMode.PROVISIONED
     limit = broker.log.config.max_shards_per_stream
     count = f.optional_int(request, "ShardCount", low=1, high=limit)
     if count is None:
-        if mode == "PROVISIONED":
+        if mode == StreamMode.PROVISIONED:
             raise InvalidArgumentError("ShardCount is required for a PROVISIONED stream")
         count = min(ON_DEMAND_SHARDS, limit)
     retention = f.optional_int(request, "RetentionPeriodHours", default=24)
     assert retention is not None
-    tags = f.optional_map(request, "Tags")
-    if tags is not None and not all(isinstance(v, str) for v in tags.values()):
-        raise ValidationError("1 validation error detected: Tags values must be strings")
-    f.optional_int(request, "MaxRecordSizeInKiB", low=1024, high=10240)
-    await broker.log.create_stream(name, count, retention_hours=retention)
+    tags = tag_map(request, required=False)
+    max_kib = f.optional_int(request, "MaxRecordSizeInKiB", low=MIN_RECORD_KIB, high=MAX_RECORD_KIB)
+    await broker.log.create_stream(
+        name, count, retention_hours=retention, mode=mode, tags=tags, max_record_kib=max_kib
+    )
     return {}
 
 
@@ -81,6 +80,7 @@ async def describe_stream_summary(broker: Broker, request: Request) -> Response:
     summary = summary_fields(broker, desc)
     summary["OpenShardCount"] = len(desc.open_shards)
     summary["ConsumerCount"] = len(broker.log.list_consumers(desc.name))
+    summary["MaxRecordSizeInKiB"] = record_limit(broker.config, desc) // 1024
     return {"StreamDescriptionSummary": summary}
 
 

@@ -1,8 +1,10 @@
 """Writes: PutRecord and PutRecords.
 
 A request is validated whole before anything is written: a malformed record,
-a record over ``BrokerConfig.max_record_bytes`` (data plus the partition key's
-UTF-8 bytes) or a request over ``max_request_records_bytes`` fails the whole
+a record over the stream's limit (data plus the partition key's UTF-8 bytes;
+``shapes.record_limit``: the stream's ``MaxRecordSizeInKiB`` within
+``BrokerConfig.max_record_bytes``) or a request over
+``max_request_records_bytes`` fails the whole
 request with ``InvalidArgumentException`` naming the record. Then each record
 is routed (MD5 of its key, or its ``ExplicitHashKey``, to the open shard whose
 range holds it) and, when per-shard write limits are on, charged to its
@@ -54,7 +56,7 @@ from ..sequence import base, decode
 from . import fields as f
 from . import producers
 from .base import Broker, Prepared, Request, Response, Result, operation
-from .shapes import router
+from .shapes import record_limit, router
 from .throttle import ShardWriteLimiter
 
 MAX_RECORDS_PER_REQUEST = 500
@@ -265,7 +267,7 @@ async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared 
         entries,
         routing.digest_ends,
         arrival,
-        config.max_record_bytes,
+        record_limit(config, desc),
         config.max_request_records_bytes,
     )
     if plain is None:
@@ -374,19 +376,16 @@ def _route_batch(
     """
     config = broker.config
     routing = router(broker, desc)
+    max_record = record_limit(config, desc)
     plain = _route_plain(
-        entries,
-        routing.digest_ends,
-        arrival,
-        config.max_record_bytes,
-        config.max_request_records_bytes,
+        entries, routing.digest_ends, arrival, max_record, config.max_request_records_bytes
     )
     if plain is not None:
         filled = [p for p, bucket in enumerate(plain.buckets) if bucket]
         if len(filled) == 1 and routing.indexes[filled[0]] == index:
             return plain.buckets[filled[0]], plain.nbytes
         raise _mismatch(desc, index, {routing.indexes[p] for p in filled})
-    records = _validated(entries, config.max_record_bytes, config.max_request_records_bytes)
+    records = _validated(entries, max_record, config.max_request_records_bytes)
     route = routing.shard_for_hash
     targets = {route(hash_key) for hash_key, _size, _key, _data in records}
     if targets != {index}:
@@ -442,7 +441,7 @@ async def put_record(broker: Broker, request: Request) -> Response:
     ordering = f.optional_str(request, "SequenceNumberForOrdering")
     if ordering is not None:
         decode(ordering)
-    record = _record(request, "", broker.config.max_record_bytes)
+    record = _record(request, "", record_limit(broker.config, broker.log.describe(name)))
     (outcome,) = await _put(broker, name, [record])
     if isinstance(outcome, str):
         raise ProvisionedThroughputExceededError(outcome)
@@ -461,7 +460,8 @@ async def put_records(broker: Broker, request: Request) -> Result:
         if fast is not None:
             return fast
     config = broker.config
-    records = _validated(entries, config.max_record_bytes, config.max_request_records_bytes)
+    max_record = record_limit(config, broker.log.describe(name))
+    records = _validated(entries, max_record, config.max_request_records_bytes)
     outcomes = await _put(broker, name, records)
     results: list[dict[str, Any]] = []
     failed = 0
