@@ -1,0 +1,42 @@
+"""docs/kinesis-compat.md lists every Kinesis operation, and says the truth about each."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import botocore.session
+
+from broker.operations import OPERATIONS
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "kinesis-compat.md"
+MODEL = botocore.session.get_session().get_service_model("kinesis")
+
+
+def table() -> dict[str, str]:
+    """Operation -> its mark (✓, ≈ or ✗) from the doc's operations table."""
+    rows: dict[str, str] = {}
+    for line in DOC.read_text().splitlines():
+        match = re.match(r"\| ([A-Za-z, ]+) \| ([✓≈✗]) \|", line)
+        if match:
+            for name in match.group(1).split(","):
+                rows[name.strip()] = match.group(2)
+    return rows
+
+
+def test_every_operation_of_the_model_is_in_the_table() -> None:
+    missing = set(MODEL.operation_names) - set(table())
+    assert not missing, f"docs/kinesis-compat.md does not list {sorted(missing)}"
+
+
+def test_the_table_names_only_operations_of_the_model() -> None:
+    assert set(table()) <= set(MODEL.operation_names)
+
+
+def test_what_the_table_calls_supported_is_served_and_the_rest_is_not() -> None:
+    for name, mark in table().items():
+        if mark in "✓≈":
+            assert name in OPERATIONS, f"{name} is marked {mark} but not served"
+        elif name not in ("StartStreamEncryption", "StopStreamEncryption"):
+            # Served only to refuse by name (no KMS); every other ✗ is an unknown operation.
+            assert name not in OPERATIONS, f"{name} is marked ✗ but served"
