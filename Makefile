@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ./data
 
-.PHONY: run test check lint typecheck bench bench-peers clean
+.PHONY: run test check lint typecheck bench bench-peers bench-emulators clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,12 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 # The whole benchmark suite, then docs/benchmarks.md and its plots. Peers (Redis,
-# NATS) are installed first where this machine allows; the suite reports any it lacks.
+# NATS, the Kinesis emulators) are installed first where this machine allows; the
+# suite reports any it lacks.
 # BENCH_ARGS passes options to every scenario, e.g. make bench BENCH_ARGS=--quick.
 bench: $(STAMP)
 	-@$(MAKE) --no-print-directory bench-peers
+	-@$(MAKE) --no-print-directory bench-emulators
 	$(BIN)/shardline bench all $(BENCH_ARGS); status=$$?; $(BIN)/shardline bench report; exit $$status
 
 # Debian's Redis and NATS servers for the suite's peers (needs root and apt-get).
@@ -49,6 +51,11 @@ bench-peers:
 		echo "peers: run 'sudo apt-get install -y redis-server redis-tools nats-server'"; \
 		exit 1; \
 	fi
+
+# kinesalite and kinesis-mock (npm kinesis-local) for the kinesis-api scenario, pinned,
+# into ~/.cache/shardline-bench (SHARDLINE_BENCH_CACHE overrides); needs node and npm.
+bench-emulators: $(STAMP)
+	$(BIN)/python -m bench.peers.emulators install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -73,11 +73,19 @@ shardline ahead).
   of the server process but not of the machine (its rows say so). nats-py
   publishes with `publish_async` in batches of 500 (4 batches in flight) and
   reads with push consumers (ack none, flow control), one process each.
+- **Kinesis emulators** (the `kinesis-api` scenario): kinesalite 3.3.3 in
+  memory (its default) and on LevelDB (`--path`, written without sync), and
+  kinesis-mock (npm `kinesis-local` 0.6.2, its Node build, in memory), run
+  under node from `~/.cache/shardline-bench` (`make bench-emulators`), with
+  the same boto3 load as shardline. Beside them a null endpoint
+  (`bench/null_kinesis.py`) answers from canned bytes: boto3's own ceiling
+  on this machine, in the same run.
 - The load generators of the live fan-out runs send pre-encoded requests
   (PutRecords bodies for shardline; raw protocol frames for Redis and NATS),
   so that they take as little of the machine as they can for every system.
 - A peer that cannot run here gets a row that says why instead of failing
-  the suite; `make bench-peers` installs both (root and apt-get).
+  the suite; `make bench-peers` installs Redis and NATS (root and apt-get),
+  `make bench-emulators` the emulators (npm).
 """
 
 
@@ -90,7 +98,7 @@ def _markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[s
     shown = list(columns)
     if any("system" in r for r in rows) and not any(c.key == "system" for c in shown):
         shown.insert(0, Column("system", "system"))
-    if peer_rows:
+    if peer_rows and not any(c.key == "shardline_ratio" for c in shown):
         shown.append(Column("shardline_ratio", "shardline / this", ".2f"))
     out = ["| " + " | ".join(_esc(c.title) for c in shown) + " |"]
     out.append("|" + "|".join("---:" for _ in shown) + "|")

@@ -60,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the raw baselines")
     parser.add_argument(
-        "--no-peers", action="store_true", help="skip Redis Streams and NATS JetStream"
+        "--no-peers",
+        action="store_true",
+        help="skip the peers (Redis Streams, NATS JetStream, the Kinesis emulators)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--profile", action="store_true", help="cProfile the timed sections")

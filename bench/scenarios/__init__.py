@@ -8,6 +8,7 @@ from . import (
     functions,
     group,
     ingest,
+    kinesis_api,
     latency,
     log_append,
     log_read,
@@ -32,5 +33,6 @@ SCENARIOS: dict[str, Scenario] = {
         functions.FUNCTIONS_LATENCY,
         functions.PARALLEL,
         recovery.SCENARIO,
+        kinesis_api.SCENARIO,
     )
 }
