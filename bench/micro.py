@@ -17,6 +17,15 @@ same run on the same machine, not for absolute figures.
 - ``subscriber``: one fan-out subscriber's process CPU per pushed event, at
   1,000 records/s (the ``fanout`` producer: 333 events/s), taking events as
   bytes (``ShardEvents.wire``) and reading their due times as the bench does.
+- ``aws``: the AWS JSON codec on a 500-record PutRecords body and answer
+  (``broker.protocol.aws``), beside the standard library's ``json``.
+- ``wakeup``: a process's CPU per wake-up to read 500 B that arrive every
+  3 ms on a socket, by how it waits: a blocking ``recv``, a bare epoll loop,
+  trio's ``receive_some`` and asyncio's ``sock_recv``: the fixed cost of an
+  event loop on this machine, whatever the reader then does.
+- ``subscriber-floor``: the least a Python subscriber can spend per pushed
+  event of the ``subscriber`` load: one HTTP/2 stream read with h2 and
+  nothing else, in one trio task, and with a blocking socket (no event loop).
 - ``producer``: the ``Producer`` against a broker process with 8, 16 and 32
   shards (as many lanes, so as many batches in flight): records/s, and the
   broker's CPU per record beside raw PutRecords of the same run.
@@ -31,6 +40,7 @@ import sys
 import tempfile
 import time
 import timeit
+from typing import Any
 
 import lmdb
 import msgpack
@@ -255,8 +265,221 @@ def bench_subscriber() -> None:
         producer.communicate(timeout=60)
 
 
+def bench_aws() -> None:
+    import base64
+    import json
+
+    from broker.protocol import aws
+
+    rng = random.Random(1)
+    body = json.dumps(
+        {
+            "StreamName": "s",
+            "Records": [
+                {"Data": base64.b64encode(rng.randbytes(100)).decode(), "PartitionKey": f"k{i}"}
+                for i in range(RECORDS)
+            ],
+        }
+    ).encode()
+    answer = {
+        "FailedRecordCount": 0,
+        "Records": [
+            {"SequenceNumber": str(10**28 + i), "ShardId": "shardId-000000000001"}
+            for i in range(RECORDS)
+        ],
+    }
+    _per_record("json.loads (stdlib)", lambda: json.loads(body))
+    _per_record("aws.JSON.decode_request", lambda: aws.JSON.decode_request(body))
+    _per_record("json.dumps (stdlib) of the answer", lambda: json.dumps(answer).encode())
+    _per_record("aws.JSON.encode_response", lambda: aws.JSON.encode_response(answer))
+
+
+def _process_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_wakeup(count: int = 1000) -> None:
+    import asyncio
+    import select
+    import socket
+
+    def waiter(mode: str) -> float:
+        sender, receiver = socket.socketpair()
+        child = os.fork()
+        if child == 0:  # the sender: 500 B every 3 ms, a few more than are read
+            receiver.close()
+            for _ in range(count + 20):
+                time.sleep(0.003)
+                sender.send(b"x" * 500)
+            os._exit(0)
+        sender.close()
+        if mode == "blocking recv":
+            start = _process_cpu()
+            for _ in range(count):
+                receiver.recv(65536)
+        elif mode == "epoll loop":
+            receiver.setblocking(False)
+            poller = select.epoll()
+            poller.register(receiver.fileno(), select.EPOLLIN)
+            start = _process_cpu()
+            for _ in range(count):
+                poller.poll()
+                receiver.recv(65536)
+        elif mode == "trio receive_some":
+
+            async def read() -> float:
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(receiver))
+                begun = _process_cpu()
+                for _ in range(count):
+                    await stream.receive_some(65536)
+                return begun
+
+            start = trio.run(read)
+        else:
+
+            async def read_asyncio() -> float:
+                loop = asyncio.get_running_loop()
+                receiver.setblocking(False)
+                begun = _process_cpu()
+                for _ in range(count):
+                    await loop.sock_recv(receiver, 65536)
+                return begun
+
+            start = asyncio.run(read_asyncio())
+        used = _process_cpu() - start
+        os.waitpid(child, 0)
+        receiver.close()
+        return used / count
+
+    for mode in ("blocking recv", "epoll loop", "trio receive_some", "asyncio sock_recv"):
+        print(f"{mode:20s} {waiter(mode) * 1e6:6.1f} us of process CPU per wake-up")
+
+
+#: Measured from 3 s into the subscription to 7 s: 4 s of the 1,000 records/s load.
+_FLOOR_FROM_S, _FLOOR_UNTIL_S = 3.0, 7.0
+
+
+def _floor_blocking(
+    host: str, port: int, conn: Any, hello: bytes, state: dict[str, int], handle: Any
+) -> float:
+    import socket
+
+    sock = socket.create_connection((host, port))
+    sock.sendall(hello)
+    began, start = time.monotonic(), 0.0
+    while time.monotonic() < began + _FLOOR_UNTIL_S:
+        if not start and time.monotonic() > began + _FLOOR_FROM_S:
+            start, state["events"] = _process_cpu(), 0
+        out = handle(conn, sock.recv(256 * 1024), state)
+        if out:
+            sock.sendall(out)
+    sock.close()
+    return start
+
+
+async def _floor_trio(
+    host: str, port: int, conn: Any, hello: bytes, state: dict[str, int], handle: Any
+) -> float:
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(hello)
+    began, start = time.monotonic(), 0.0
+    while time.monotonic() < began + _FLOOR_UNTIL_S:
+        if not start and time.monotonic() > began + _FLOOR_FROM_S:
+            start, state["events"] = _process_cpu(), 0
+        out = handle(conn, await stream.receive_some(256 * 1024), state)
+        if out:
+            await stream.send_all(out)
+    await stream.aclose()
+    return start
+
+
+def bench_subscriber_floor() -> None:
+    from urllib.parse import urlsplit
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from bench.broker_process import broker_server
+    from bench.scenarios import fanout, fanout_clients
+    from broker.protocol import h2_patch
+
+    h2_patch.apply()
+
+    def connection(arn: str) -> tuple[h2.connection.H2Connection, bytes]:
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        conn.initiate_connection()
+        conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24})
+        conn.increment_flow_control_window(64 << 20)
+        body = msgpack.packb(
+            {
+                "ConsumerARN": arn,
+                "ShardId": fanout_clients.SHARD,
+                "StartingPosition": {"Type": "LATEST"},
+            }
+        )
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(
+            stream_id,
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"bench"),
+                (b":path", b"/v1/SubscribeToShard"),
+                (b"content-type", b"application/msgpack"),
+            ],
+        )
+        conn.send_data(stream_id, body, end_stream=True)
+        return conn, conn.data_to_send()
+
+    def handle(conn: h2.connection.H2Connection, data: bytes, state: dict[str, int]) -> bytes:
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                state["events"] += 1
+                state["taken"] += event.flow_controlled_length or 0
+                if state["taken"] > 1 << 22:
+                    conn.acknowledge_received_data(state["taken"], event.stream_id)
+                    state["taken"] = 0
+                fanout_clients.due_times(event.data or b"")
+        return conn.data_to_send()
+
+    for mode in ("trio, one task", "blocking socket"):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            broker_server(os.path.join(tmp, "data")) as server,
+        ):
+            (arn,) = trio.run(fanout._setup, server.endpoint, 1)
+            parts = urlsplit(server.endpoint)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 0
+            start_ns = time.monotonic_ns() + 1_000_000_000
+            producer = fanout._child(
+                "producer", "--endpoint", server.endpoint, "--rate", "1000",
+                "--seconds", "8", "--start", str(start_ns),
+            )  # fmt: skip
+            conn, hello = connection(arn)
+            state = {"events": 0, "taken": 0}
+            if mode == "blocking socket":
+                start = _floor_blocking(host, port, conn, hello, state, handle)
+            else:
+                start = trio.run(_floor_trio, host, port, conn, hello, state, handle)
+            used = _process_cpu() - start
+            producer.communicate(timeout=60)
+            print(
+                f"{mode:16s} {state['events']} events in 4 s: "
+                f"{used / max(state['events'], 1) * 1e6:.0f} us of process CPU each"
+            )
+
+
 BENCHES = {
     "answer": bench_answer,
+    "aws": bench_aws,
+    "wakeup": bench_wakeup,
+    "subscriber-floor": bench_subscriber_floor,
     "subscriber": bench_subscriber,
     "request": bench_request,
     "producer": bench_producer,
