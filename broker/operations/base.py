@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import BrokerConfig
-from ..errors import SerializationError, UnknownOperationError
+from ..errors import InvalidArgumentError, SerializationError, UnknownOperationError
 from ..log import Log, open_log
 
 Request = dict[str, Any]
@@ -119,6 +119,12 @@ async def dispatch(broker: Broker, name: str, request: object) -> Result:
     if not isinstance(request, dict):
         raise SerializationError(
             f"the request body must be a map of field names to values, got {type(request).__name__}"
+        )
+    if request.get("DryRun") is True:
+        # AWS checks the request and answers DryRunOperationException; doing the request
+        # instead would write what the caller meant only to check. Refused, not performed.
+        raise InvalidArgumentError(
+            f"DryRun is not supported by shardline: the {name} request was not performed"
         )
     return await handler(broker, request)
 

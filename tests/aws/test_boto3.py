@@ -307,3 +307,31 @@ def test_data_round_trips_every_byte(client: Any) -> None:
         client.put_record(StreamName=STREAM, Data=blob, PartitionKey="k")
     got, _ = read_shard(client, "shardId-000000000000", ShardIteratorType="TRIM_HORIZON")
     assert [r["Data"] for r in got] == blobs
+
+
+def test_a_takeover_ends_the_old_subscription_with_an_exception_event(client: Any) -> None:
+    arn = create_active(client, shards=1)
+    consumer = client.register_stream_consumer(StreamARN=arn, ConsumerName="efo")["Consumer"]
+    position = {"Type": "LATEST"}
+    old = _events(client, consumer["ConsumerARN"], "shardId-000000000000", position)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:  # refused within the takeover window (0.5 s here), then it takes over
+        assert time.monotonic() < deadline, "the takeover window never closed"
+        try:
+            new = _events(client, consumer["ConsumerARN"], "shardId-000000000000", position)
+            break
+        except client.exceptions.ResourceInUseException:
+            continue
+    try:
+        with pytest.raises(ClientError) as caught:
+            for _event in old:  # heartbeats, until the exception event
+                assert time.monotonic() < deadline
+        assert caught.value.response["Error"]["Code"] == "ResourceInUseException"
+        client.put_record(StreamName=STREAM, Data=b"after", PartitionKey="k")
+        for event in new:
+            records = event["SubscribeToShardEvent"]["Records"]
+            if records:
+                assert [r["Data"] for r in records] == [b"after"]
+                break
+    finally:
+        new.close()

@@ -40,3 +40,23 @@ def test_what_the_table_calls_supported_is_served_and_the_rest_is_not() -> None:
         elif name not in ("StartStreamEncryption", "StopStreamEncryption"):
             # Served only to refuse by name (no KMS); every other ✗ is an unknown operation.
             assert name not in OPERATIONS, f"{name} is marked ✗ but served"
+
+
+def test_the_options_table_names_fields_of_those_operations() -> None:
+    text = DOC.read_text().split("## Options", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| ([^|]+) \| ([A-Za-z]+) \| ([✓≈✗]) \|", text, re.MULTILINE)
+    assert rows
+    for operations, field, _mark in rows:
+        names = (
+            [n for n in MODEL.operation_names if field in _members(n)]
+            if operations.startswith("every")
+            else [n.strip() for n in operations.split(",")]
+        )
+        assert names, f"no operation has {field}"
+        for name in names:
+            assert field in _members(name), f"{name} has no field {field}"
+
+
+def _members(operation: str) -> list[str]:
+    shape = MODEL.operation_model(operation).input_shape
+    return list(shape.members) if shape is not None else []

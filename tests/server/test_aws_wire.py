@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,12 @@ from typing import Any
 import cbor2
 import httpx
 import pytest
+import trio
+import trustme
 
 from broker.protocol import aws
+from broker.protocol.eventstream import EventStreamDecoder
+from broker.server.listener import server_ssl_context
 from tests.e2e.harness import Served, serve
 
 STREAM = "wire"
@@ -177,3 +182,95 @@ async def test_stream_arn_only_requests(http2: httpx.AsyncClient) -> None:
         http2, "PutRecord", {"StreamARN": arn, "Data": "eA==", "PartitionKey": "k"}
     )
     assert status == 200 and put["SequenceNumber"].isdigit()
+
+
+async def test_subscribe_to_shard_over_http2_is_an_aws_event_stream(
+    served: Served, http2: httpx.AsyncClient
+) -> None:
+    """The Java SDK's way: HTTP/2, CBOR, the event stream with initial-response first."""
+    await call(http2, "CreateStream", {"StreamName": STREAM, "ShardCount": 1}, codec=aws.CBOR)
+    arn = f"arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}"
+    _, _, registered = await call(
+        http2, "RegisterStreamConsumer", {"StreamARN": arn, "ConsumerName": "java"}, codec=aws.CBOR
+    )
+    blobs = [b"\x00first", b"second\xff"]
+    await call(
+        http2,
+        "PutRecords",
+        {"StreamName": STREAM, "Records": [{"Data": b, "PartitionKey": "k"} for b in blobs]},
+        codec=aws.CBOR,
+    )
+    request = {
+        "ConsumerARN": registered["Consumer"]["ConsumerARN"],
+        "ShardId": "shardId-000000000000",
+        "StartingPosition": {"Type": "TRIM_HORIZON"},
+    }
+    decoder = EventStreamDecoder()
+    messages: list[Any] = []
+    with trio.fail_after(10):
+        async with http2.stream(
+            "POST",
+            "/",
+            content=cbor2.dumps(request),
+            headers={
+                "x-amz-target": "Kinesis_20131202.SubscribeToShard",
+                "content-type": aws.CBOR_TYPE,
+            },
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
+            async for chunk in response.aiter_raw():
+                messages += decoder.feed(chunk)
+                if any(m.text(":event-type") == "SubscribeToShardEvent" for m in messages):
+                    break
+    assert messages[0].text(":event-type") == "initial-response"
+    event = next(m for m in messages if m.text(":event-type") == "SubscribeToShardEvent")
+    body = cbor2.loads(event.payload, semantic_decoders={1: lambda value, _immutable: value})
+    assert [r["Data"] for r in body["Records"]] == blobs
+    assert body["ContinuationSequenceNumber"] == body["Records"][-1]["SequenceNumber"]
+    assert all(r["ApproximateArrivalTimestamp"] > 1_600_000_000_000 for r in body["Records"])
+
+
+async def test_aws_wire_over_tls_with_alpn_h2(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    pem = tmp_path / "server.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    context = server_ssl_context(str(pem), str(pem))
+    async with (
+        serve(tmp_path / "data", ssl_context=context) as running,
+        httpx.AsyncClient(
+            base_url=running.endpoint, http1=False, http2=True, verify=client_context
+        ) as client,
+    ):
+        status, _, body = await call(client, "ListStreams", {})
+        assert status == 200 and body["StreamNames"] == []
+
+
+async def test_a_dry_run_is_refused_and_not_performed(http2: httpx.AsyncClient) -> None:
+    await call(http2, "CreateStream", {"StreamName": STREAM, "ShardCount": 1})
+    status, _, body = await call(
+        http2,
+        "PutRecord",
+        {"StreamName": STREAM, "Data": "eA==", "PartitionKey": "k", "DryRun": True},
+    )
+    assert status == 400 and body["__type"] == "InvalidArgumentException"
+    assert "DryRun" in body["message"]
+    _, _, it = await call(
+        http2,
+        "GetShardIterator",
+        {
+            "StreamName": STREAM,
+            "ShardId": "shardId-000000000000",
+            "ShardIteratorType": "TRIM_HORIZON",
+        },
+    )
+    _, _, page = await call(http2, "GetRecords", {"ShardIterator": it["ShardIterator"]})
+    assert page["Records"] == []  # nothing was written
+    status, _, _ = await call(
+        http2,
+        "PutRecord",
+        {"StreamName": STREAM, "Data": "eA==", "PartitionKey": "k", "DryRun": False},
+    )
+    assert status == 200
