@@ -52,6 +52,7 @@ import json
 import logging
 import multiprocessing
 import os
+import random
 import re
 import secrets
 import shlex
@@ -93,6 +94,31 @@ _DOTTED: Final = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 _PYTHON_NAME: Final = re.compile(rf"(?P<module>{_DOTTED}):(?P<attribute>{_DOTTED})")
 
 
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat the parent's ids
+#: This process's log stream names by function version: Lambda names a stream per
+#: execution environment (``2024/01/02/[$LATEST]<32 hex>``), not per invocation.
+_log_streams: dict[str, str] = {}
+
+
+def request_id() -> str:
+    """A random version-4 UUID, as Lambda's request ids are.
+
+    From a seeded PRNG rather than ``os.urandom`` (``uuid.uuid4``): ids need to be
+    unique, not secret, and a system call per invocation showed in the profiles.
+    """
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+
+
+def log_stream_name(function_version: str) -> str:
+    """This process's log stream name, made on first use, as an execution environment has one."""
+    name = _log_streams.get(function_version)
+    if name is None:
+        day = datetime.now(UTC).strftime("%Y/%m/%d")
+        name = _log_streams[function_version] = f"{day}/[{function_version}]{secrets.token_hex(16)}"
+    return name
+
+
 @dataclass(slots=True)
 class InvocationContext:
     """The context object of one invocation, with the attributes Lambda handlers use.
@@ -104,7 +130,7 @@ class InvocationContext:
 
     function_name: str
     timeout_s: float = DEFAULT_TIMEOUT_S
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    aws_request_id: str = field(default_factory=lambda: request_id())
     region: str = "local"
     account_id: str = "000000000000"
     #: A string, as the Lambda Python runtime gives it.
@@ -119,8 +145,7 @@ class InvocationContext:
         if not self.deadline:
             self.deadline = time.time() + self.timeout_s
         if not self.log_stream_name:
-            day = datetime.now(UTC).strftime("%Y/%m/%d")
-            self.log_stream_name = f"{day}/[{self.function_version}]{secrets.token_hex(16)}"
+            self.log_stream_name = log_stream_name(self.function_version)
 
     @property
     def invoked_function_arn(self) -> str:

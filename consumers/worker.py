@@ -350,21 +350,35 @@ class Worker:
         self.max_payload_bytes = max_payload_bytes
         self.metrics = metrics or WorkerMetrics()
         self.running: dict[str, tuple[tuple[Any, ...], trio.CancelScope, MappingRunner]] = {}
+        self._polling = trio.CancelScope()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the mappings until cancelled, or until ``stop`` (then return)."""
         async with Client(self.endpoint) as client, trio.open_nursery() as nursery:
             started = False
-            while True:
-                try:
-                    mappings = await list_mappings(client)
-                except ShardlineError as exc:
-                    log.warning("could not list the event source mappings: %s", exc)
-                else:
-                    self._reconcile(client, nursery, mappings)
-                if not started:
-                    task_status.started()
-                    started = True
-                await trio.sleep(self.poll_interval)
+            with self._polling:
+                while True:
+                    try:
+                        mappings = await list_mappings(client)
+                    except ShardlineError as exc:
+                        log.warning("could not list the event source mappings: %s", exc)
+                    else:
+                        self._reconcile(client, nursery, mappings)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    await trio.sleep(self.poll_interval)
+
+    def stop(self) -> None:
+        """Stop cleanly: every mapping stops and releases its leases, then ``run`` returns.
+
+        Unlike cancelling ``run``, this keeps the worker's connection open until
+        the leases are given back, so another worker takes the shards at once
+        rather than after they expire.
+        """
+        self._polling.cancel()
+        for running in self.running.values():
+            running[1].cancel()
 
     def _reconcile(self, client: Client, nursery: trio.Nursery, mappings: list[Any]) -> None:
         wanted = {m.uuid: m for m in mappings if m.state == "Enabled"}

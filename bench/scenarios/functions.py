@@ -1,8 +1,9 @@
 """Scenarios ``functions``, ``functions-latency`` and ``parallel``: event source mappings at work.
 
-Each starts a broker server and one ``shardline worker`` process (its own
-process, as users run it), creates an event source mapping with a handler
-from ``bench.handlers`` and measures:
+Each starts a broker server and ``shardline worker`` (its own processes, as
+users run it: ``functions`` with ``--processes`` one per core, the others with
+one), creates an event source mapping with a handler from ``bench.handlers``
+and measures:
 
 - ``functions``: a ``SHARDS``-shard stream pre-filled with 100 B records
   (random keys), a no-op ``python:`` handler, ``BatchSize`` 1,000, from
@@ -46,6 +47,8 @@ from . import fanout_clients as fanout
 
 RECORD_BYTES = 100
 SHARDS = 4
+#: ``functions``' worker processes: one per core, as docs/functions.md advises.
+WORKER_PROCESSES = os.cpu_count() or 1
 RECORDS = 1_000_000
 QUICK_RECORDS = 200_000
 PARALLEL_RECORDS = 200_000
@@ -76,18 +79,22 @@ async def _delete_mapping(endpoint: str, uuid: str) -> None:
         await client.call("DeleteEventSourceMapping", {"UUID": uuid})
 
 
-def _start_worker(endpoint: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _start_worker(
+    endpoint: str, env: dict[str, str] | None = None, processes: int = 1
+) -> subprocess.Popen[bytes]:
+    """``shardline worker`` with ``processes`` processes, once every one of them is running."""
     command = [sys.executable, "-m", "broker.cli", "--endpoint", endpoint, "worker"]
     process = subprocess.Popen(
-        [*command, "--poll-interval", "0.2"],
+        [*command, "--poll-interval", "0.2", "--processes", str(processes)],
         stdout=subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
     assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if "running" not in line:
-        process.kill()
-        raise RuntimeError(f"the worker did not start: {line!r}")
+    for _ in range(processes):  # each process says so (the children share the pipe)
+        line = process.stdout.readline().decode()
+        if "running" not in line:
+            process.kill()
+            raise RuntimeError(f"the worker did not start: {line!r}")
     return process
 
 
@@ -129,9 +136,11 @@ async def _progress(
     return samples
 
 
-def _drain(endpoint: str, stream: str, uuid: str, stored: dict[str, list[int]]) -> Row:
+def _drain(
+    endpoint: str, stream: str, uuid: str, stored: dict[str, list[int]], processes: int = 1
+) -> Row:
     """Records/s from the first checkpoint to the last: the worker's start-up is left out."""
-    worker = _start_worker(endpoint)
+    worker = _start_worker(endpoint, processes=processes)
     try:
         samples = trio.run(_progress, endpoint, stream, uuid, stored, TIMEOUT_S)
     finally:
@@ -159,6 +168,7 @@ def run_functions(options: Options) -> ScenarioResult:
             "record_bytes": RECORD_BYTES,
             "handler": "python:bench.handlers:noop",
             "batch_size": 1000,
+            "worker": f"shardline worker --processes {WORKER_PROCESSES} (one per core)",
             "measured": "records the checkpoints passed, first checkpoint to last, over that time",
         },
         columns=(
@@ -183,7 +193,7 @@ def run_functions(options: Options) -> ScenarioResult:
             )
         )
         with options.section("functions"):
-            row = _drain(server.endpoint, "functions", uuid, last)
+            row = _drain(server.endpoint, "functions", uuid, last, WORKER_PROCESSES)
     result.rows.append(row)
     result.goals = [Goal("records/s through a no-op handler", GOAL_RATE, row["records_per_s"])]
     return result

@@ -444,3 +444,17 @@ async def test_https_with_a_trusted_certificate(
         result = await target_of(f"{server.url}/count").invoke(event(b"a"), context())
         assert result.ok, result
         assert result.response == {"records": 1}
+
+
+def test_request_ids_are_distinct_version_4_uuids_and_log_streams_last() -> None:
+    import uuid
+
+    from consumers.invoke import log_stream_name, request_id
+
+    ids = [request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 4 for i in ids[:100])
+    contexts = [InvocationContext(function_name="f") for _ in range(3)]
+    assert len({c.aws_request_id for c in contexts}) == 3
+    # One log stream per execution environment (this process), as Lambda names them.
+    assert {c.log_stream_name for c in contexts} == {log_stream_name("$LATEST")}

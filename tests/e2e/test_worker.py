@@ -227,3 +227,37 @@ def test_two_workers_share_the_shards_and_serve_metrics(server: Server, workers:
         # The handler notes its records before it returns; the metrics count it after.
         wait_for(lambda: line.search(scrape()) is not None, "worker one's invocations")
         assert "shardline_worker_iterator_age_milliseconds" in scrape()
+
+
+def test_processes_share_the_shards_restart_a_dead_one_and_stop_together(
+    server: Server, workers: Workers
+) -> None:
+    from tests.bench.processes import descendants
+
+    with SyncClient(server.endpoint) as client:
+        client.create_stream("pool", 4)
+        created = mapping(
+            client, "pool", f"{HANDLERS}:lambda_style", StartingPosition="TRIM_HORIZON"
+        )
+        parent = workers.start("--id", "pool", "--processes", "2")
+
+        def holders() -> set[str]:
+            leases = client.list_leases("pool", f"mapping-{created['UUID']}").leases
+            return {lease.owner for lease in leases if lease.owner}
+
+        wait_for(lambda: holders() == {"pool", "pool-2"}, "both processes holding leases")
+        (child,) = descendants(parent.pid)
+        client.put_records(
+            "pool", [{"Data": f"r{i}".encode(), "PartitionKey": f"k{i}"} for i in range(200)]
+        )
+        wait_for(lambda: len({x["data"] for x in workers.lines()}) == 200, "200 records")
+        # A child that dies is started again under a new id; once the dead one's
+        # leases expired, the new one holds its share.
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: descendants(parent.pid) not in ([], [child]), "a new child")
+        wait_for(lambda: holders() == {"pool", "pool-2.2"}, "the new child holding leases")
+        # SIGTERM to the parent stops every process and releases every lease.
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=DEADLINE_S) == 0
+        assert descendants(parent.pid) == []
+        wait_for(lambda: holders() == set(), "the leases released")
