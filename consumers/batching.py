@@ -72,6 +72,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import trio
@@ -201,6 +202,12 @@ class _Entry(NamedTuple):
     position: int  # in the CompletionTracker
     record: Record
     size: int
+
+
+# Field getters in C: NamedTuple attribute access costs a Python-level lookup per record.
+_POSITION = itemgetter(0)
+_RECORD = itemgetter(1)
+_SEQUENCE = itemgetter(0)  # of a Record
 
 
 class _Lane:
@@ -336,8 +343,32 @@ class ShardProcessor:
                 fixed = bound
         lanes = self._lanes
         count = len(lanes)
+        if keep is None and count == 1:
+            # The common case: every record to the one lane, in order, in bulk.
+            lane = lanes[0]
+            first = tracker.add_many(list(map(_SEQUENCE, records)))
+            if fixed:
+                lane.queue.extend(
+                    [new(_Entry, (first + i, r, fixed)) for i, r in enumerate(records)]
+                )
+                lane.bytes += fixed * len(records)
+            else:
+                sizes = [size_of(r) for r in records]
+                lane.queue.extend(
+                    [
+                        new(_Entry, (first + i, r, z))
+                        for i, (r, z) in enumerate(zip(records, sizes, strict=True))
+                    ]
+                )
+                lane.bytes += sum(sizes)
+            if records:
+                lane.notify()
+            return
         filtered = 0
         touched: set[int] = set()
+        # Each lane's held count, kept here while the loop assigns keys (nothing else
+        # runs meanwhile) and written back after: the least held lane is a C-level min.
+        holds = [lane.held for lane in lanes]
         for record in records:
             if keep is not None and not keep(record):
                 tracker.add(record.sequence_number, True)
@@ -352,15 +383,17 @@ class ShardProcessor:
                     which = key_lane[key]
                 else:
                     # A key with nothing unfinished goes to the lane holding the least.
-                    which = min(range(count), key=lambda i: lanes[i].held)
+                    which = holds.index(min(holds))
                     key_lane[key] = which
                 key_held[key] = held + 1
-                lanes[which].held += 1
+                holds[which] += 1
             size = fixed or size_of(record)
             lane = lanes[which]
             lane.queue.append(new(_Entry, (index, record, size)))
             lane.bytes += size
             touched.add(which)
+        for which, lane in enumerate(lanes):
+            lane.held = holds[which]
         for which in touched:
             lanes[which].notify()
         if filtered:
@@ -432,7 +465,7 @@ class ShardProcessor:
             self._notify_dirty()
 
     def _finish(self, entries: Sequence[_Entry]) -> None:
-        self._tracker.finish(entry.position for entry in entries)
+        self._tracker.finish(map(_POSITION, entries))
         if len(self._lanes) > 1:
             lanes, key_lane, key_held = self._lanes, self._key_lane, self._key_held
             for entry in entries:
@@ -599,7 +632,7 @@ class ShardProcessor:
     async def _invoke_once(
         self, segment: _Segment, window: Window | None, is_final: bool
     ) -> Verdict:
-        records = [entry.record for entry in segment.entries]
+        records = list(map(_RECORD, segment.entries))
         invocation = Invocation(
             records,
             self.shard_id,
@@ -622,7 +655,7 @@ class ShardProcessor:
             self._iterator_age_ms = self._clock() * 1000 - records[-1].approximate_arrival_timestamp
         verdict = judge(
             outcome,
-            [record.sequence_number for record in records],
+            list(map(_SEQUENCE, records)),
             report_item_failures=self.config.report_batch_item_failures,
             windowed=window is not None,
         )

@@ -151,6 +151,13 @@ class CompletionTracker:
         self._sequence_numbers.append(sequence_number)
         return index
 
+    def add_many(self, sequence_numbers: Sequence[str]) -> int:
+        """``add`` of each, unfinished, in order; the index of the first."""
+        index = self._base + len(self._done)
+        self._done.extend(bytes(len(sequence_numbers)))
+        self._sequence_numbers.extend(sequence_numbers)
+        return index
+
     def finish(self, indices: Iterable[int]) -> None:
         done, base = self._done, self._base
         for index in indices:
