@@ -20,7 +20,6 @@ still collected, only less often.
 from __future__ import annotations
 
 import argparse
-import gc
 import signal
 import sys
 from functools import partial
@@ -29,16 +28,9 @@ import trio
 
 from .config import BrokerConfig
 from .errors import InvalidArgumentError, ShardlineError
+from .gc_tuning import tune_gc
 from .operations import open_broker
 from .server import Server, server_ssl_context
-
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def _tune_gc() -> None:
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def _serve(config: BrokerConfig) -> None:
@@ -52,7 +44,7 @@ async def _serve(config: BrokerConfig) -> None:
         port = await nursery.start(partial(server.run, config.host, config.port))
         scheme = "https" if ssl_context else "http"
         streams = broker.log.list_streams()
-        _tune_gc()
+        tune_gc()
         print(
             f"shardline: serving on {scheme}://{config.host}:{port} (HTTP/2), data "
             f"{config.data}, {len(streams)} stream(s)",

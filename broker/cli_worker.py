@@ -19,16 +19,16 @@ one that dies (after a second, under a new id), and stops them all on SIGINT
 or SIGTERM.
 They share the mappings' shards through the leases like any other workers.
 
-The garbage collector is tuned for the worker's load (``tune_gc``): a worker
-holds tens of thousands of records in flight as lists, tuples and dicts, and
-with CPython's default thresholds its collections, which keep scanning them,
-took about 40 % of the process (docs/performance-notes.md, "functions").
+The garbage collector is tuned as ``serve``'s is (``broker.gc_tuning``): a
+worker holds tens of thousands of records in flight as lists, tuples and
+dicts, and with CPython's default thresholds its collections, which keep
+scanning them, took about 40 % of the process (docs/performance-notes.md,
+"functions").
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import itertools
 import logging
 import os
@@ -38,28 +38,15 @@ from typing import Any
 
 import trio
 
+from .gc_tuning import tune_gc
+
 _STATUS_AFTER = {signal.SIGINT: 130, signal.SIGTERM: 0}
 #: A dead child worker is started again after this long.
 RESTART_DELAY_S = 1.0
 #: After SIGINT/SIGTERM, how long the leases and the children may take to stop cleanly.
 STOP_TIMEOUT_S = 15.0
-#: Container allocations between young collections (CPython's default: 700).
-GC_YOUNG_THRESHOLD = 50_000
 
 log = logging.getLogger(__name__)
-
-
-def tune_gc() -> None:
-    """Collect the young generation every ``GC_YOUNG_THRESHOLD`` allocations, not 700.
-
-    The records in flight are acyclic (freed by reference counting the moment
-    they are done), so the collector finds nothing in them; it only rescans
-    them. ``gc.freeze`` moves what start-up made (modules, classes) out of
-    every later scan.
-    """
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    gc.freeze()
 
 
 def child_command(args: argparse.Namespace, number: int, start: int = 1) -> list[str]:
@@ -162,7 +149,7 @@ async def run(args: argparse.Namespace) -> int:
                         f"worker {worker.worker_id} running the mappings of {args.endpoint}",
                         flush=True,
                     )
-                    tune_gc()
+                    tune_gc()  # as ``serve`` does: the records in flight are rescanned for nothing
                 # Only a stop ends both: the clean stop is over.
                 nursery.cancel_scope.cancel()
 
