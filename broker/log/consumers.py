@@ -8,7 +8,21 @@ keys, in chunks, by maintenance. Names follow the stream name rule
 
 Stored value (msgpack array)::
 
-    consumer    [created_ms]
+    consumer    [created_ms]                       a consumer with no tags
+                [created_ms, [[key, value], ...]]  with tags, in key order
+
+A row is read by its length, so rows written before consumers held tags
+(always one element) open as consumers with none; and a consumer without
+tags is still written in the one-element form, so a data directory in which
+no consumer was ever tagged is unchanged.
+
+Tags follow the stream tag rules: each key and value is checked by the
+caller (``broker.operations.tags``), while the count, at most
+``catalog.MAX_TAGS_PER_STREAM`` (50, Kinesis' limit per resource) after the
+change, is checked here inside the commit, against the staged row, so two
+concurrent additions cannot together pass it. Tags live in the consumer's row,
+so they are written in the same commit as its registration and go with it on
+deregistration (or with its stream).
 
 A consumer's ARN ends in its creation time in whole seconds. So that a name
 deregistered and registered again gets a new ARN, even within one second, the
@@ -24,6 +38,7 @@ functions take a read (or write) transaction and copy what they return.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgpack
@@ -36,7 +51,10 @@ from ..errors import (
 )
 from ..model import STREAM_NAME_RE, Consumer
 from . import keys
+from .catalog import MAX_TAGS_PER_STREAM
 from .store import Commit
+
+Tags = tuple[tuple[str, str], ...]
 
 
 def check_consumer_name(name: object) -> str:
@@ -48,9 +66,23 @@ def check_consumer_name(name: object) -> str:
     return name
 
 
+def _decode_row(raw: Any) -> tuple[int, Tags]:
+    """A stored row: its creation ms and its tags (none in a one-element row)."""
+    row = msgpack.unpackb(raw)
+    tags = row[1] if len(row) > 1 else ()
+    return row[0], tuple((key, value) for key, value in tags)
+
+
+def _encode_row(created_ms: int, tags: Tags) -> bytes:
+    row: list[Any] = [created_ms]
+    if tags:
+        row.append([list(kv) for kv in tags])
+    packed: bytes = msgpack.packb(row)
+    return packed
+
+
 def decode_consumer(inc: int, name: str, raw: Any) -> Consumer:
-    (created_ms,) = msgpack.unpackb(raw)
-    return Consumer(inc, name, created_ms)
+    return Consumer(inc, name, _decode_row(raw)[0])
 
 
 # -- reads ---------------------------------------------------------------------
@@ -60,6 +92,15 @@ def get_consumer(txn: Any, db: Any, inc: int, name: str) -> Consumer | None:
     """The consumer ``name`` of incarnation ``inc``, or None."""
     raw = txn.get(keys.consumer(inc, name), db=db)
     return None if raw is None else decode_consumer(inc, name, raw)
+
+
+def get_tagged_consumer(txn: Any, db: Any, inc: int, name: str) -> tuple[Consumer, Tags] | None:
+    """The consumer ``name`` of incarnation ``inc`` and its tags in key order, or None."""
+    raw = txn.get(keys.consumer(inc, name), db=db)
+    if raw is None:
+        return None
+    created_ms, tags = _decode_row(raw)
+    return Consumer(inc, name, created_ms), tags
 
 
 def list_consumers(
@@ -108,9 +149,34 @@ def _raise_floor(c: Commit, removed: Consumer) -> None:
         c.txn.put(keys.CONSUMER_FLOOR_KEY, floor.to_bytes(8, "big"), db=c.dbs["meta"])
 
 
-def register(c: Commit, stream: str, name: str, now_ms: int, *, max_consumers: int) -> Consumer:
-    """Register ``name``, ACTIVE at once: unique per stream, ``max_consumers`` at most."""
+def _merge_tags(what: str, current: Tags, tags: Mapping[str, str], max_tags: int) -> Tags:
+    merged = dict(current)
+    merged.update(tags)
+    if len(merged) > max_tags:
+        raise LimitExceededError(
+            f"{what} would have {len(merged)} tags: a consumer can have at most {max_tags} "
+            f"(it has {len(current)})"
+        )
+    return tuple(sorted(merged.items()))
+
+
+def register(
+    c: Commit,
+    stream: str,
+    name: str,
+    now_ms: int,
+    *,
+    max_consumers: int,
+    tags: Mapping[str, str] | None = None,
+    max_tags: int = MAX_TAGS_PER_STREAM,
+) -> Consumer:
+    """Register ``name``, ACTIVE at once: unique per stream, ``max_consumers`` at most.
+
+    ``tags`` (checked by the caller) are stored with it; more than ``max_tags``
+    is ``LimitExceededError`` and nothing is registered.
+    """
     check_consumer_name(name)
+    stored = _merge_tags(f"Consumer {name} of stream {stream}", (), tags or {}, max_tags)
     desc = c.stream(stream)
     db = c.dbs["consumers"]
     if get_consumer(c.txn, db, desc.incarnation, name) is not None:
@@ -120,8 +186,48 @@ def register(c: Commit, stream: str, name: str, now_ms: int, *, max_consumers: i
             f"Stream {stream} already has the maximum of {max_consumers} registered consumers"
         )
     consumer = Consumer(desc.incarnation, name, max(now_ms, _floor(c)))
-    c.txn.put(keys.consumer(desc.incarnation, name), msgpack.packb([consumer.created_ms]), db=db)
+    c.txn.put(
+        keys.consumer(desc.incarnation, name), _encode_row(consumer.created_ms, stored), db=db
+    )
     return consumer
+
+
+def _tagged(c: Commit, stream: str, name: str, created_s: int | None) -> tuple[Consumer, Tags]:
+    """The consumer to (un)tag and its tags, looked up in the commit's staged view."""
+    found = get_tagged_consumer(c.txn, c.dbs["consumers"], c.stream(stream).incarnation, name)
+    if found is None or (created_s is not None and found[0].created_s != created_s):
+        raise ResourceNotFoundError(f"Consumer {name} of stream {stream} not found")
+    return found
+
+
+def add_tags(
+    c: Commit,
+    stream: str,
+    name: str,
+    created_s: int | None,
+    tags: Mapping[str, str],
+    *,
+    max_tags: int = MAX_TAGS_PER_STREAM,
+) -> Tags:
+    """Add or overwrite tags on a consumer (with ``created_s``, only that one); its new tags."""
+    consumer, current = _tagged(c, stream, name, created_s)
+    merged = _merge_tags(f"Consumer {name} of stream {stream}", current, tags, max_tags)
+    key = keys.consumer(consumer.stream_incarnation, name)
+    c.txn.put(key, _encode_row(consumer.created_ms, merged), db=c.dbs["consumers"])
+    return merged
+
+
+def remove_tags(
+    c: Commit, stream: str, name: str, created_s: int | None, tag_keys: Iterable[str]
+) -> Tags:
+    """Remove tags by key; keys the consumer does not have are ignored, as for streams."""
+    consumer, current = _tagged(c, stream, name, created_s)
+    gone = set(tag_keys)
+    kept = tuple(kv for kv in current if kv[0] not in gone)
+    if kept != current:
+        key = keys.consumer(consumer.stream_incarnation, name)
+        c.txn.put(key, _encode_row(consumer.created_ms, kept), db=c.dbs["consumers"])
+    return kept
 
 
 def deregister(c: Commit, stream: str, name: str, created_s: int | None = None) -> Consumer:

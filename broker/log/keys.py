@@ -14,6 +14,8 @@ database        key                                              value
 ``checkpoints`` ``inc u32 + application utf-8 + 0x00 + shard``   msgpack checkpoint
 ``leases``      ``inc u32 + application utf-8 + 0x00 + shard``   msgpack lease
 ``consumers``   ``inc u32 + consumer name utf-8``                msgpack [creation ms]
+                                                                 or [creation ms,
+                                                                 [[tag key, value], ...]]
 ``producers``   ``producer id (16 bytes)``                       msgpack [last active ms,
                                                                  expires ms]
 ``producers``   ``producer id + inc u32 + shard u32``            msgpack [batch number,

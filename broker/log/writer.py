@@ -341,12 +341,33 @@ class Log:
 
     # -- consumers (enhanced fan-out) -------------------------------------------
 
-    async def register_consumer(self, stream: str, name: str, *, max_consumers: int) -> Consumer:
+    async def register_consumer(
+        self,
+        stream: str,
+        name: str,
+        *,
+        max_consumers: int,
+        tags: Mapping[str, str] | None = None,
+    ) -> Consumer:
         """Register a consumer, ACTIVE once committed (unique per stream, limited in number)."""
         now = self.now_ms()
         return await self._apply(
-            lambda c: consumers.register(c, stream, name, now, max_consumers=max_consumers)
+            lambda c: consumers.register(
+                c, stream, name, now, max_consumers=max_consumers, tags=tags
+            )
         )
+
+    async def tag_consumer(
+        self, stream: str, name: str, tags: Mapping[str, str], *, created_s: int | None = None
+    ) -> None:
+        """Add or overwrite a consumer's tags (at most 50 after); with ``created_s``, that one's."""
+        await self._apply(lambda c: consumers.add_tags(c, stream, name, created_s, tags))
+
+    async def untag_consumer(
+        self, stream: str, name: str, tag_keys: Sequence[str], *, created_s: int | None = None
+    ) -> None:
+        """Remove a consumer's tags by key; with ``created_s``, only that consumer's."""
+        await self._apply(lambda c: consumers.remove_tags(c, stream, name, created_s, tag_keys))
 
     async def deregister_consumer(
         self, stream: str, name: str, *, created_s: int | None = None
@@ -360,6 +381,15 @@ class Log:
         env = self.store.environment
         with env.reading() as txn:
             return consumers.get_consumer(txn, env.dbs["consumers"], inc, name)
+
+    def get_tagged_consumer(
+        self, stream: str, name: str
+    ) -> tuple[Consumer, tuple[tuple[str, str], ...]] | None:
+        """The stream's consumer of that name and its tags (in key order), read together."""
+        inc = self.describe(stream).incarnation
+        env = self.store.environment
+        with env.reading() as txn:
+            return consumers.get_tagged_consumer(txn, env.dbs["consumers"], inc, name)
 
     def list_consumers(
         self, stream: str, *, after: str | None = None, limit: int | None = None

@@ -15,6 +15,11 @@ Registration is synchronous: the consumer is ``ACTIVE`` when the response
 arrives (Kinesis: ``CREATING`` for a few seconds), and deregistration removes
 it at once (Kinesis: ``DELETING``). At most ``max_consumers_per_stream``
 (default 20, as Kinesis) per stream: ``LimitExceededException``.
+
+``RegisterStreamConsumer`` takes ``Tags`` under the stream tag rules
+(``broker.operations.tags``), stored in the consumer's row and gone with it;
+they are read and changed afterwards by the consumer's ARN
+(``ListTagsForResource``, ``TagResource``, ``UntagResource``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from ..errors import InvalidArgumentError, ResourceNotFoundError, ValidationErro
 from ..log.consumers import check_consumer_name
 from ..model import Consumer
 from . import fields as f
+from . import tags as tag_rules  # a module import: tags.py imports this module too
 from .base import Broker, Request, Response, operation
 from .shapes import codec
 
@@ -121,6 +127,16 @@ def find_consumer(broker: Broker, address: ConsumerAddress) -> Consumer:
     return consumer
 
 
+def find_tagged_consumer(
+    broker: Broker, address: ConsumerAddress
+) -> tuple[Consumer, tuple[tuple[str, str], ...]]:
+    """As ``find_consumer``, with the consumer's tags (key order), read in one transaction."""
+    found = broker.log.get_tagged_consumer(address.stream, address.name)
+    if found is None or (address.created_s is not None and found[0].created_s != address.created_s):
+        raise _not_found(broker.config, address)
+    return found
+
+
 # -- shapes ---------------------------------------------------------------------------
 
 
@@ -141,11 +157,10 @@ def consumer_view(config: BrokerConfig, stream: str, consumer: Consumer) -> dict
 async def register_stream_consumer(broker: Broker, request: Request) -> Response:
     stream = _stream_arn(broker.config, request)
     name = check_consumer_name(f.required_str(request, "ConsumerName", max_len=128))
-    tags = f.optional_map(request, "Tags")
-    if tags is not None and not all(isinstance(v, str) for v in tags.values()):
-        raise ValidationError("1 validation error detected: Tags values must be strings")
+    # As CreateStream's: each tag checked here, at most 50 in the log's commit.
+    tags = tag_rules.tag_map(request, required=False)
     consumer = await broker.log.register_consumer(
-        stream, name, max_consumers=broker.config.max_consumers_per_stream
+        stream, name, max_consumers=broker.config.max_consumers_per_stream, tags=tags
     )
     return {"Consumer": consumer_view(broker.config, stream, consumer)}
 

@@ -30,12 +30,13 @@ an unpaged call sees every tag) and ``ExclusiveStartTagKey``; ``HasMoreTags``
 says whether more follow. ``ListTagsForResource`` answers all of them.
 
 The ARN-based operations take a stream ARN, or an enhanced fan-out consumer's
-ARN: shardline keeps no tags on consumers (a consumer's stored row is its
-creation time only), so ``TagResource`` on a consumer is refused with
-``InvalidArgumentException`` saying so, while ``ListTagsForResource`` answers
-the truth for an existing consumer (no tags) and ``UntagResource`` removes
-nothing from one. A consumer ARN that names no registered consumer is
-``ResourceNotFoundException``.
+ARN. A consumer's tags (given at ``RegisterStreamConsumer`` or by
+``TagResource``) follow the same rules and the same limit of 50, checked in
+the commit against the consumer's stored row (``broker.log.consumers``); they
+go with the consumer when it is deregistered. A consumer ARN that names no
+registered consumer, or one registered again since (its creation second
+differs), is ``ResourceNotFoundException``; the commit checks that again, so
+a consumer deregistered between the look-up and the write is not tagged.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from collections.abc import Mapping
 from ..config import BrokerConfig
 from ..errors import InvalidArgumentError, ValidationError
 from ..log import catalog
+from . import consumers
 from . import fields as f
 from .base import Broker, Request, Response, operation
-from .consumers import ConsumerAddress, find_consumer, parse_consumer_arn
 
 MAX_KEY_CHARS = 128
 MAX_VALUE_CHARS = 256
@@ -154,14 +155,14 @@ def tag_list(tags: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
 # -- resources by ARN ------------------------------------------------------------------
 
 
-def resource(broker: Broker, request: Request) -> str | ConsumerAddress:
+def resource(broker: Broker, request: Request) -> str | consumers.ConsumerAddress:
     """The stream name, or the registered consumer, that ``ResourceARN`` names."""
     config: BrokerConfig = broker.config
     arn = f.required_str(request, "ResourceARN", max_len=f.MAX_ARN_CHARS)
     try:
         if "/consumer/" in arn:
-            address = parse_consumer_arn(config, arn)
-            find_consumer(broker, address)
+            address = consumers.parse_consumer_arn(config, arn)
+            consumers.find_consumer(broker, address)
             return address
         return f.parse_stream_arn(config, arn)
     except InvalidArgumentError:
@@ -172,19 +173,22 @@ def resource(broker: Broker, request: Request) -> str | ConsumerAddress:
         ) from None
 
 
-def _no_consumer_tags(config: BrokerConfig, address: ConsumerAddress) -> InvalidArgumentError:
-    return InvalidArgumentError(
-        f"Consumer {address.name} of stream {config.stream_arn(address.stream)} cannot be "
-        "tagged: shardline keeps tags on streams only, not on enhanced fan-out consumers"
-    )
+async def _add(
+    broker: Broker, target: str | consumers.ConsumerAddress, tags: Mapping[str, str]
+) -> None:
+    if isinstance(target, consumers.ConsumerAddress):
+        await broker.log.tag_consumer(target.stream, target.name, tags, created_s=target.created_s)
+    else:
+        await broker.log.change_settings(target, lambda d: catalog.add_tags(d, tags))
 
 
-async def _add(broker: Broker, name: str, tags: Mapping[str, str]) -> None:
-    await broker.log.change_settings(name, lambda d: catalog.add_tags(d, tags))
-
-
-async def _remove(broker: Broker, name: str, keys: list[str]) -> None:
-    await broker.log.change_settings(name, lambda d: catalog.remove_tags(d, keys))
+async def _remove(broker: Broker, target: str | consumers.ConsumerAddress, keys: list[str]) -> None:
+    if isinstance(target, consumers.ConsumerAddress):
+        await broker.log.untag_consumer(
+            target.stream, target.name, keys, created_s=target.created_s
+        )
+    else:
+        await broker.log.change_settings(target, lambda d: catalog.remove_tags(d, keys))
 
 
 # -- operations --------------------------------------------------------------------------
@@ -221,8 +225,6 @@ async def tag_resource(broker: Broker, request: Request) -> Response:
     target = resource(broker, request)
     tags = tag_map(request)
     assert tags is not None
-    if isinstance(target, ConsumerAddress):
-        raise _no_consumer_tags(broker.config, target)
     await _add(broker, target, tags)
     return {}
 
@@ -230,16 +232,13 @@ async def tag_resource(broker: Broker, request: Request) -> Response:
 @operation("UntagResource")
 async def untag_resource(broker: Broker, request: Request) -> Response:
     target = resource(broker, request)
-    keys = tag_keys(request)
-    if isinstance(target, str):
-        await _remove(broker, target, keys)
-    # A consumer has no tags: there is nothing to remove.
+    await _remove(broker, target, tag_keys(request))
     return {}
 
 
 @operation("ListTagsForResource")
 async def list_tags_for_resource(broker: Broker, request: Request) -> Response:
     target = resource(broker, request)
-    if isinstance(target, ConsumerAddress):
-        return {"Tags": []}
+    if isinstance(target, consumers.ConsumerAddress):
+        return {"Tags": tag_list(consumers.find_tagged_consumer(broker, target)[1])}
     return {"Tags": tag_list(broker.log.describe(target).tags)}

@@ -122,7 +122,7 @@ async def test_names_are_per_stream(ops: Harness) -> None:
     assert await names(ops, STREAM_ARN + "t") == []
 
 
-async def test_tags_are_accepted_and_ignored(ops: Harness) -> None:
+async def test_tags_are_kept_but_not_part_of_the_consumer_shape(ops: Harness) -> None:
     await ops.create("s")
     out = await ops("RegisterStreamConsumer", StreamARN=S, ConsumerName="c", Tags={"team": "x"})
     assert set(out["Consumer"]) == {
@@ -131,6 +131,8 @@ async def test_tags_are_accepted_and_ignored(ops: Harness) -> None:
         "ConsumerStatus",
         "ConsumerCreationTimestamp",
     }
+    tags = await ops("ListTagsForResource", ResourceARN=out["Consumer"]["ConsumerARN"])
+    assert tags["Tags"] == [{"Key": "team", "Value": "x"}]
 
 
 def test_consumer_names_follow_kinesis_pattern() -> None:

@@ -1,9 +1,12 @@
 """Tags: AddTagsToStream, RemoveTagsFromStream, ListTagsForStream, TagResource,
-UntagResource, ListTagsForResource, and CreateStream's ``Tags``.
+UntagResource, ListTagsForResource, and the ``Tags`` of CreateStream and
+RegisterStreamConsumer.
 
 Every operation against a real log: its limits and named errors, tags kept
-across a restart, the 50-tag limit held under concurrent additions, and a
-hypothesis test of add/remove sequences against a dict model.
+across a restart, the 50-tag limit held under concurrent additions, a
+consumer's tags by its ARN (gone with it, and absent from rows written before
+consumers held tags), and a hypothesis test of add/remove sequences against a
+dict model.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -24,9 +28,12 @@ from broker.errors import (
     ShardlineError,
     ValidationError,
 )
+from broker.log import keys as log_keys
 from broker.log.catalog import MAX_TAGS_PER_STREAM
+from broker.log.env import LogEnvironment
+from broker.log.store import Commit, LogStore, Op
 
-from .conftest import START_MS, Harness, open_harness
+from .conftest import START_MS, Harness, make_config, open_harness
 
 ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/"
 
@@ -303,18 +310,217 @@ async def test_named_errors(
 # -- consumer ARNs --------------------------------------------------------------------
 
 
-async def test_consumers_hold_no_tags(ops: Harness) -> None:
+CONSUMER = f"{ARN}s/consumer/c:{START_MS // 1000}"
+BAD_TAGS = [
+    ({"": "v"}, "1 to 128"),
+    ({"k" * 129: "v"}, "1 to 128"),
+    ({"k": "v" * 257}, "at most 256"),
+    ({"a#b": "v"}, "not allowed"),
+    ({"k": "a*b"}, "not allowed"),
+    ({"aws:name": "v"}, "reserved"),
+]
+
+
+async def register(ops: Harness, name: str = "c", **request: Any) -> str:
+    out = await ops("RegisterStreamConsumer", StreamARN=ARN + "s", ConsumerName=name, **request)
+    arn: str = out["Consumer"]["ConsumerARN"]
+    return arn
+
+
+async def consumer_tags(ops: Harness, arn: str = CONSUMER) -> dict[str, str]:
+    """A consumer's tags by its ARN, checked to come in key order."""
+    out = await ops("ListTagsForResource", ResourceARN=arn)
+    keys = [t["Key"] for t in out["Tags"]]
+    assert keys == sorted(keys)
+    return {t["Key"]: t["Value"] for t in out["Tags"]}
+
+
+async def test_register_keeps_the_consumers_tags(ops: Harness) -> None:
+    await ops("CreateStream", StreamName="s", ShardCount=1, Tags={"stream": "yes"})
+    assert await register(ops, Tags={"team": "a", "env": "prod", "Größe": ""}) == CONSUMER
+    other = await register(ops, "d")
+    assert await consumer_tags(ops) == {"Größe": "", "env": "prod", "team": "a"}
+    # Each resource has its own tags: the stream's and another consumer's are apart.
+    assert await consumer_tags(ops, other) == {}
+    assert await tags_of(ops) == {"stream": "yes"}
+    # A consumer registered with no Tags, or an empty map, has none.
+    assert await consumer_tags(ops, await register(ops, "e", Tags={})) == {}
+
+
+async def test_tag_and_untag_a_consumer(ops: Harness) -> None:
     await ops.create("s", 1)
-    out = await ops("RegisterStreamConsumer", StreamARN=ARN + "s", ConsumerName="c")
-    consumer = out["Consumer"]["ConsumerARN"]
-    assert consumer == f"{ARN}s/consumer/c:{START_MS // 1000}"
-    with pytest.raises(InvalidArgumentError, match="streams only, not on enhanced fan-out"):
-        await ops("TagResource", ResourceARN=consumer, Tags={"a": "1"})
-    # The truth about a consumer: it has no tags, and removing one removes nothing.
-    assert await ops("ListTagsForResource", ResourceARN=consumer) == {"Tags": []}
-    assert await ops("UntagResource", ResourceARN=consumer, TagKeys=["a"]) == {}
-    # Nor did the refusal tag the stream.
+    await register(ops, Tags={"a": "1", "b": "2"})
+    await ops("TagResource", ResourceARN=CONSUMER, Tags={"b": "two", "c": "3"})
+    assert await consumer_tags(ops) == {"a": "1", "b": "two", "c": "3"}
+    # Keys the consumer does not have are ignored, as for streams.
+    await ops("UntagResource", ResourceARN=CONSUMER, TagKeys=["a", "absent"])
+    assert await consumer_tags(ops) == {"b": "two", "c": "3"}
+    await ops("UntagResource", ResourceARN=CONSUMER, TagKeys=["b", "c"])
+    assert await consumer_tags(ops) == {}
+    # None of it touched the stream, and the consumer is still what it was.
     assert await tags_of(ops) == {}
+    out = await ops("DescribeStreamConsumer", ConsumerARN=CONSUMER)
+    assert out["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE"
+
+
+async def test_fifty_tags_per_consumer(ops: Harness) -> None:
+    await ops.create("s", 1)
+    with pytest.raises(LimitExceededError, match="at most 50"):
+        await register(ops, Tags=many(51))
+    # Refused whole: no consumer was registered.
+    assert (await ops("ListStreamConsumers", StreamARN=ARN + "s"))["Consumers"] == []
+    await register(ops, Tags=many(50))
+    assert await consumer_tags(ops) == many(50)
+    with pytest.raises(LimitExceededError, match="51 tags"):
+        await ops("TagResource", ResourceARN=CONSUMER, Tags={"new": "x", "k000": "changed"})
+    assert await consumer_tags(ops) == many(50)
+    # Overwriting at the limit is fine; so is adding after a removal.
+    await ops("TagResource", ResourceARN=CONSUMER, Tags={"k000": "changed"})
+    await ops("UntagResource", ResourceARN=CONSUMER, TagKeys=["k001"])
+    await ops("TagResource", ResourceARN=CONSUMER, Tags={"new": "x"})
+    now = await consumer_tags(ops)
+    assert len(now) == 50
+    assert now["k000"] == "changed" and now["new"] == "x" and "k001" not in now
+
+
+async def test_concurrent_consumer_tagging_cannot_pass_the_limit_together(ops: Harness) -> None:
+    """The count is checked in the commit: of two 30-tag additions, exactly one lands."""
+    await ops.create("s", 1)
+    await register(ops)
+    outcomes: list[str] = []
+
+    async def add(prefix: str) -> None:
+        try:
+            await ops("TagResource", ResourceARN=CONSUMER, Tags=many(30, prefix))
+        except LimitExceededError:
+            outcomes.append("refused")
+        else:
+            outcomes.append(prefix)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(add, "a")
+            nursery.start_soon(add, "b")
+    assert len(outcomes) == 2 and outcomes.count("refused") == 1
+    winner = next(o for o in outcomes if o != "refused")
+    assert await consumer_tags(ops) == many(30, winner)
+
+
+@pytest.mark.parametrize(("tags", "match"), BAD_TAGS)
+async def test_bad_consumer_tags_are_refused(
+    ops: Harness, tags: dict[str, str], match: str
+) -> None:
+    await ops.create("s", 1)
+    with pytest.raises(InvalidArgumentError, match=match):
+        await register(ops, Tags=tags)
+    assert (await ops("ListStreamConsumers", StreamARN=ARN + "s"))["Consumers"] == []
+    await register(ops, Tags={"keep": "me"})
+    with pytest.raises(InvalidArgumentError, match=match):
+        await ops("TagResource", ResourceARN=CONSUMER, Tags=tags)
+    assert await consumer_tags(ops) == {"keep": "me"}
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        ({"Tags": {"a": 1}}, ValidationError),
+        ({"Tags": ["a"]}, ValidationError),
+        ({"TagKeys": []}, InvalidArgumentError),
+        ({"TagKeys": ["k"] * 51}, InvalidArgumentError),
+        ({"TagKeys": [1]}, ValidationError),
+        ({"TagKeys": ["a#b"]}, InvalidArgumentError),
+        ({"TagKeys": ["aws:keep"]}, InvalidArgumentError),
+    ],
+)
+async def test_malformed_consumer_tag_requests(
+    ops: Harness, request_: dict[str, Any], error: type[ShardlineError]
+) -> None:
+    await ops.create("s", 1)
+    await register(ops, Tags={"keep": "me"})
+    name = "TagResource" if "Tags" in request_ else "UntagResource"
+    with pytest.raises(error):
+        await ops(name, ResourceARN=CONSUMER, **request_)
+    assert await consumer_tags(ops) == {"keep": "me"}
+
+
+async def test_deregistered_consumer_takes_its_tags(ops: Harness) -> None:
+    await ops.create("s", 1)
+    await register(ops, Tags={"a": "1"})
+    await ops("DeregisterStreamConsumer", ConsumerARN=CONSUMER)
+    for name, extra in (
+        ("ListTagsForResource", {}),
+        ("TagResource", {"Tags": {"b": "2"}}),
+        ("UntagResource", {"TagKeys": ["a"]}),
+    ):
+        with pytest.raises(ResourceNotFoundError):
+            await ops(name, ResourceARN=CONSUMER, **extra)
+    # Registered again under the name: a new ARN and no tags; the old ARN stays gone.
+    again = await register(ops)
+    assert again != CONSUMER
+    assert await consumer_tags(ops, again) == {}
+    with pytest.raises(ResourceNotFoundError):
+        await ops("TagResource", ResourceARN=CONSUMER, Tags={"b": "2"})
+    assert await consumer_tags(ops, again) == {}
+
+
+async def test_the_commit_checks_which_consumer_it_tags(ops: Harness) -> None:
+    """A consumer replaced between the look-up and the commit is not tagged by the old ARN."""
+    await ops.create("s", 1)
+    await register(ops)
+    await ops("DeregisterStreamConsumer", ConsumerARN=CONSUMER)
+    again = await register(ops)
+    log = ops.broker.log
+    with pytest.raises(ResourceNotFoundError):
+        await log.tag_consumer("s", "c", {"a": "1"}, created_s=START_MS // 1000)
+    with pytest.raises(ResourceNotFoundError):
+        await log.untag_consumer("s", "c", ["a"], created_s=START_MS // 1000)
+    assert await consumer_tags(ops, again) == {}
+
+
+async def test_consumer_tags_survive_a_restart(tmp_path: Path) -> None:
+    async for ops in open_harness(tmp_path):
+        await ops.create("s", 1)
+        await register(ops, Tags={"team": "a", "x": "y"})
+        await ops("TagResource", ResourceARN=CONSUMER, Tags={"env": "prod"})
+        await ops("UntagResource", ResourceARN=CONSUMER, TagKeys=["x"])
+    async for ops in open_harness(tmp_path):
+        assert await consumer_tags(ops) == {"env": "prod", "team": "a"}
+        await ops("TagResource", ResourceARN=CONSUMER, Tags={"more": "1"})
+        assert len(await consumer_tags(ops)) == 3
+        out = await ops("DescribeStreamConsumer", ConsumerARN=CONSUMER)
+        assert out["ConsumerDescription"]["ConsumerCreationTimestamp"] == START_MS
+
+
+async def test_a_consumer_row_from_before_tags_opens_with_none(tmp_path: Path) -> None:
+    """A data directory whose consumer rows are ``[created_ms]`` (no tags) still opens."""
+    config = make_config(tmp_path)
+    store = LogStore(LogEnvironment(config.data, config.log.env), config.log)
+    try:
+
+        def old_layout(c: Commit) -> None:
+            c.create_stream("s", 1, START_MS, 24)
+            inc = c.stream("s").incarnation
+            c.txn.put(log_keys.consumer(inc, "c"), msgpack.packb([START_MS]), db=c.dbs["consumers"])
+
+        (op,) = [Op(old_layout)]
+        store.commit([op])
+        assert op.error is None
+    finally:
+        store.close()
+    async for ops in open_harness(tmp_path):
+        assert await consumer_tags(ops) == {}
+        out = await ops("DescribeStreamConsumer", ConsumerARN=CONSUMER)
+        assert out["ConsumerDescription"]["ConsumerName"] == "c"
+        await ops("TagResource", ResourceARN=CONSUMER, Tags={"a": "1"})
+        assert await consumer_tags(ops) == {"a": "1"}
+        await ops("UntagResource", ResourceARN=CONSUMER, TagKeys=["a"])
+        assert await consumer_tags(ops) == {}
+        # Untagged again, the row is back in the old one-element form.
+        env = ops.broker.log.store.environment
+        inc = ops.broker.log.describe("s").incarnation
+        with env.reading() as txn:
+            raw = txn.get(log_keys.consumer(inc, "c"), db=env.dbs["consumers"])
+        assert msgpack.unpackb(raw) == [START_MS]
 
 
 @pytest.mark.parametrize(
