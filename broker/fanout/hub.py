@@ -38,7 +38,11 @@ Sending waits for the transport (``BodySink.send``): a subscriber that stops
 reading stops its own task and nothing else. What it pins meanwhile is one
 event, a shared feed entry or at most one chunk of stored batches, so memory
 per subscription is bounded; the feeds are bounded per shard, and exist only
-while a shard has subscribers.
+while a shard has subscribers. A send still blocked ``STALL_GRACE_S`` after
+the subscription's lifetime ended (or after a takeover or shutdown asked it
+to end) is cut: ``run`` raises ``BrokenResourceError`` and the transport
+resets the stream or closes the connection, so a client that never reads
+holds nothing past its subscription.
 
 Takeover (Kinesis): a second subscription for the same (consumer, shard)
 within ``takeover_window_s`` of the first is refused with
@@ -69,6 +73,9 @@ KIB = 1024
 MIB = 1024 * KIB
 #: Most bytes of feed events joined into one write for a subscriber that fell behind.
 COALESCE_BYTES = 1 * MIB
+#: A subscription whose send is still blocked this long after its lifetime ended (or
+#: after a takeover or shutdown asked it to end) is cut: its subscriber stopped reading.
+STALL_GRACE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +298,9 @@ class Subscription(Streamed):
         self._wake: trio.Event | None = None
         self._sink: BodySink | None = None
         self.next_heartbeat = started_at + hub.config.heartbeat_s
+        #: Cuts a subscription whose subscriber stopped reading: a send still blocked
+        #: ``STALL_GRACE_S`` after the lifetime's end (or a takeover, or shutdown).
+        self._cut = trio.CancelScope(deadline=started_at + hub.config.lifetime_s + STALL_GRACE_S)
 
     def deliver_now(self, entry: _Entry) -> bool:
         """Write a new tail batch from the commit listener, if this parked subscription can.
@@ -323,8 +333,10 @@ class Subscription(Streamed):
         self.interrupt()
 
     def interrupt(self) -> None:
+        """Look again now (taken over, shutting down); a send blocked past a grace is cut."""
         if self._wake is not None:
             self._wake.set()
+        self._cut.deadline = min(self._cut.deadline, trio.current_time() + STALL_GRACE_S)
 
     @property
     def continuation(self) -> int:
@@ -336,14 +348,22 @@ class Subscription(Streamed):
         feed = hub._feed(self.incarnation, self.index)
         self._sink = sink
         try:
-            await self._run(sink, feed)
+            with self._cut:
+                try:
+                    await self._run(sink, feed)
+                except ShardlineError as exc:
+                    self.failure = (exc.wire_name, exc.message)
+                    if self.machine.step(Input.FAILED) is Action.SEND_ERROR:
+                        await sink.send(events.encode_error(*self.failure))
+            if self._cut.cancelled_caught:
+                # Its subscriber stopped reading: nothing more can reach it, not even
+                # an end. The transport cuts the stream (HTTP/2) or the connection.
+                raise trio.BrokenResourceError(
+                    "the subscriber stopped reading: its subscription was cut"
+                )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.machine.step(Input.CONNECTION_CLOSED)  # ABORT: nothing more to send
             raise
-        except ShardlineError as exc:
-            self.failure = (exc.wire_name, exc.message)
-            if self.machine.step(Input.FAILED) is Action.SEND_ERROR:
-                await sink.send(events.encode_error(*self.failure))
         finally:
             self.finished = True
             self.credit.close()

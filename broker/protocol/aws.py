@@ -144,16 +144,16 @@ class Codec:
             if isinstance(item, str):
                 return self._time_text(key, item)
             return item  # the handler refuses it by name
-        if not math.isfinite(item):
-            raise SerializationError(f"{key} is not a finite number")
-        return round(item * self.time_scale)
+        return _finite_ms(key, item * self.time_scale)
 
     def _time_text(self, key: str, text: str) -> int:
         """A timestamp sent as text: epoch seconds or ISO 8601 (botocore accepts both)."""
         try:
-            return round(float(text) * 1000)
+            seconds = float(text)
         except ValueError:
             pass
+        else:
+            return _finite_ms(key, seconds * 1000)
         try:
             moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
@@ -228,6 +228,24 @@ class Codec:
     def dumps(self, value: Any) -> bytes:
         """A value already in this wire's shapes, encoded (event payloads)."""
         return self._dumps(value)
+
+
+#: The largest timestamp taken, in milliseconds (about 292 million years): far past any
+#: moment a client means, and small enough for every integer type downstream.
+_MAX_MS = 2**63 - 1
+
+
+def _finite_ms(key: str, ms: float) -> int:
+    """``ms`` rounded, or ``SerializationError`` if it is not a finite number in range."""
+    try:
+        if isinstance(ms, float) and not math.isfinite(ms):
+            raise OverflowError
+        value = round(ms)
+    except OverflowError:
+        raise SerializationError(f"{key} is not a finite timestamp") from None
+    if not -_MAX_MS <= value <= _MAX_MS:
+        raise SerializationError(f"{key} is out of range for a timestamp")
+    return value
 
 
 def _json_dumps(value: Any) -> bytes:

@@ -302,7 +302,10 @@ def request_time(headers: Mapping[str, str]) -> tuple[str, float, str]:
         raise InvalidSignatureError(f"The Date header is not an HTTP date: '{date}'.") from None
     if moment.tzinfo is None:  # "-0000": UTC, says RFC 5322
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # a zone offset that pushes the year past 9999
+        raise InvalidSignatureError(f"The Date header is out of range: '{date}'.") from None
     return moment.strftime(_AMZ_DATE), moment.timestamp(), "date"
 
 

@@ -23,7 +23,7 @@ import email.utils
 import uuid
 from collections.abc import Mapping
 
-from ..errors import MethodNotAllowedError, ShardlineError, UnknownOperationError
+from ..errors import ShardlineError, UnknownOperationError
 from ..operations import Broker, Result, Streamed, as_dict
 from ..protocol import aws as codecs
 from ..protocol import sigv4
@@ -92,9 +92,6 @@ async def route(
     if not name:
         metrics.count_request("", UnknownOperationError.wire_name)
         return wire.error(UnknownOperationError(f"Unknown operation target {target[:128]!r}"))
-    if method != "POST":
-        metrics.count_request(name, MethodNotAllowedError.wire_name)
-        return wire.error(MethodNotAllowedError(f"operations answer POST only, not {method}"))
     return await operation(broker, metrics, method, name, body, wire)
 
 

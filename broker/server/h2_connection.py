@@ -420,6 +420,12 @@ class H2ServerConnection:
             pass  # the stream or the connection went away: nobody to answer
         except Exception:
             logger.exception("answering stream %d failed", stream.stream_id)
+            # Never leave the client waiting on a stream nobody will answer.
+            state = self.h2.streams.get(stream.stream_id)
+            if not stream.reset and state is not None and not state.closed:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.h2.reset_stream(stream.stream_id, ErrorCodes.INTERNAL_ERROR)
+                self.send_soon()
         finally:
             self._release(stream)
             self._forget(stream)
@@ -498,6 +504,12 @@ class H2ServerConnection:
         try:
             await response.streamed.run(_H2Sink(self, stream))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client went, or stopped reading and the body was cut: reset the
+            # stream (without waiting: the connection's other streams go on).
+            if not stream.reset:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.h2.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
+                self.send_soon()
             raise
         except Exception:
             # Not a clean end: reset the stream, so the client knows at once.

@@ -131,6 +131,8 @@ class H1ServerConnection:
         self.config: BrokerConfig = broker.config
         self.metrics = metrics
         self.initial_data = initial_data
+        #: The request head being answered (its wire decides how a late refusal reads).
+        self._headers: dict[str, str] = {}
         self.h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes
         )
@@ -148,10 +150,12 @@ class H1ServerConnection:
         try:
             while await self._serve_one():
                 self.h11.start_next_cycle()
+                self._headers = {}
         except _ConnectionEnds:
             pass
         except h11.RemoteProtocolError as exc:
-            await self._refuse(self._protocol_error(exc), "")
+            # After the head (a bad chunked body), the answer is in the request's wire.
+            await self._refuse(self._protocol_error(exc), "", self._headers)
         finally:
             with (
                 trio.CancelScope(shield=True),
@@ -173,7 +177,7 @@ class H1ServerConnection:
             return False
         method = request.method.decode("latin-1")
         path = request.target.decode("latin-1")
-        headers = _header_map(request.headers)
+        headers = self._headers = _header_map(request.headers)
         size = header_list_size([(b":method", request.method), (b":path", request.target)])
         size += header_list_size(request.headers)
         if size > self.config.max_header_bytes:

@@ -240,3 +240,56 @@ async def test_parked_subscribers_get_new_batches_written_without_a_wake(log: Lo
         hub.close()
         for sub in subs:
             sub.interrupt()
+
+
+async def test_a_subscriber_that_stops_reading_is_cut_after_its_lifetime(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.fanout import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
+    desc = await log.create_stream("s", 1)
+    await put(log, b"x")
+    hub = FanoutHub(log, HubConfig(heartbeat_s=0.05, lifetime_s=0.3))
+    sink = ListSink()
+    sink.gate = trio.Event()  # never opened: the subscriber reads nothing
+    subscription = hub.subscribe("c", desc, 0, 1)
+    with trio.fail_after(10), pytest.raises(trio.BrokenResourceError, match="stopped reading"):
+        await subscription.run(sink)
+    assert subscription.finished and not hub.active
+    assert hub.statistics()["feeds"] == 0  # nothing held for it any more
+
+
+async def test_a_stalled_subscription_taken_over_is_cut_after_the_grace(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broker.fanout import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
+    desc = await log.create_stream("s", 1)
+    await put(log, b"x")
+    hub = FanoutHub(log, HubConfig(heartbeat_s=60, lifetime_s=3600, takeover_window_s=0))
+    stalled = ListSink()
+    stalled.gate = trio.Event()
+    first = hub.subscribe("c", desc, 0, 1)
+    cut: list[BaseException] = []
+
+    async def run_first() -> None:
+        try:
+            await first.run(stalled)
+        except trio.BrokenResourceError as exc:
+            cut.append(exc)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_first)
+            await trio.testing.wait_all_tasks_blocked()
+            second = hub.subscribe("c", desc, 0, 1)  # takes over
+            fresh = ListSink()
+            nursery.start_soon(second.run, fresh)
+            await fresh.wait_for(lambda s: data(s) == [b"x"])
+            while not first.finished:
+                await trio.sleep(0.01)
+            second.interrupt()
+            hub.close()
+    assert cut and first.finished

@@ -288,3 +288,24 @@ def test_the_target_names_the_operation(target: str, name: str) -> None:
 )
 def test_the_content_type_chooses_the_codec(content_type: str, codec: aws.Codec) -> None:
     assert aws.codec_for(content_type) is codec
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Timestamp": "inf"}',
+        b'{"Timestamp": "1e400"}',
+        b'{"Timestamp": 1e308}',
+        b'{"StartingPosition": {"Timestamp": "-inf"}}',
+        b'{"Timestamp": 1e300}',
+    ],
+)
+def test_timestamps_out_of_any_range_are_serialization_errors(body: bytes) -> None:
+    with pytest.raises(SerializationError, match="Timestamp"):
+        aws.JSON.decode_request(body)
+
+
+def test_cbor_bignum_timestamps_are_serialization_errors() -> None:
+    for value in (10**400, cbor2.CBORTag(1, 10**400), cbor2.CBORTag(1, -(10**30))):
+        with pytest.raises(SerializationError, match="Timestamp"):
+            aws.CBOR.decode_request(cbor2.dumps({"Timestamp": value}))

@@ -39,6 +39,7 @@ from broker.protocol.sigv4 import (
     canonical_query,
     canonical_uri,
     parse_authorization,
+    request_time,
     verify_request,
 )
 
@@ -671,3 +672,11 @@ def test_malformed_access_key_tables_are_refused(tmp_path: Path, toml: str, mess
     path.write_text(toml)
     with pytest.raises(ValueError, match=message):
         BrokerConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    "date", ["Fri, 31 Dec 9999 23:59:59 -2359", "Fri, 31 Dec 9999 12:00:00 -1200"]
+)
+def test_a_date_header_out_of_range_is_an_invalid_signature(date: str) -> None:
+    with pytest.raises(InvalidSignatureError, match="out of range"):
+        request_time({"date": date})

@@ -274,3 +274,21 @@ async def test_a_dry_run_is_refused_and_not_performed(http2: httpx.AsyncClient) 
         {"StreamName": STREAM, "Data": "eA==", "PartitionKey": "k", "DryRun": False},
     )
     assert status == 200
+
+
+async def test_a_malformed_http1_body_of_an_aws_request_is_refused_in_json(
+    served: Served,
+) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+    await stream.send_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n"
+        b"Content-Type: application/x-amz-json-1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    )
+    answer = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/x-amz-json-1.1" in head.lower()
+    assert json.loads(body)["__type"] == "ValidationException"
