@@ -51,6 +51,14 @@ FIELDS = [
     "Type",
     "ConsumerName",
     "ConsumerARN",
+    # Tags, stream settings and encryption (tags.py, stream_settings.py).
+    "ResourceARN",
+    "TagKeys",
+    "ExclusiveStartTagKey",
+    "ShardLevelMetrics",
+    "EncryptionType",
+    "KeyId",
+    "DryRun",
 ]
 PLAUSIBLE = [
     "s",
@@ -73,6 +81,10 @@ PLAUSIBLE = [
     "ON_DEMAND",
     "PROVISIONED",
     "UNIFORM_SCALING",
+    "ALL",
+    "IncomingBytes",
+    "KMS",
+    "team",
     "0",
     "340282366920938463463374607431768211455",
     "79228162514264337593543950337",
