@@ -59,6 +59,16 @@ class Options:
             return contextlib.nullcontext()
         return self.profiler.section(label)
 
+    def timing(
+        self, duration: float, warmup: float, quick_duration: float, quick_warmup: float
+    ) -> tuple[float, float]:
+        """(measured seconds, warm-up seconds): the options' own, else the scenario's defaults."""
+        default = quick_duration if self.quick else duration
+        return (
+            self.duration or default,
+            self.warmup if self.warmup is not None else (quick_warmup if self.quick else warmup),
+        )
+
     def steps(self, items: Sequence[T], what: str) -> Iterator[T]:
         """``items`` one by one, counted by the progress bar under ``what``."""
         return _progress.steps(items, what, enabled=self.progress)

@@ -341,13 +341,7 @@ FANOUT_COLUMNS = (
 
 
 def _timing(options: Options) -> tuple[float, float]:
-    duration = options.duration or (QUICK_DURATION if options.quick else DURATION)
-    warmup = (
-        options.warmup
-        if options.warmup is not None
-        else (QUICK_WARMUP if options.quick else WARMUP)
-    )
-    return duration, warmup
+    return options.timing(DURATION, WARMUP, QUICK_DURATION, QUICK_WARMUP)
 
 
 def smoke(options: Options) -> bool:

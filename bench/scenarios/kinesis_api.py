@@ -324,12 +324,7 @@ def _versions() -> dict[str, str]:
 
 
 def run(options: Options) -> ScenarioResult:
-    duration = options.duration or (QUICK_DURATION if options.quick else DURATION)
-    warmup = (
-        options.warmup
-        if options.warmup is not None
-        else (QUICK_WARMUP if options.quick else WARMUP)
-    )
+    duration, warmup = options.timing(DURATION, WARMUP, QUICK_DURATION, QUICK_WARMUP)
     result = ScenarioResult(
         parameters={
             "shards": SHARDS,

@@ -113,10 +113,7 @@ def _peer_rows(options: Options, ours: list[Row], duration: float, warmup: float
 
 
 def _timing(options: Options) -> tuple[float, float]:
-    duration = options.duration or (QUICK_DURATION if options.quick else DURATION)
-    if options.warmup is not None:
-        return duration, options.warmup
-    return duration, QUICK_WARMUP if options.quick else WARMUP
+    return options.timing(DURATION, WARMUP, QUICK_DURATION, QUICK_WARMUP)
 
 
 def run(options: Options) -> ScenarioResult:
