@@ -24,6 +24,15 @@ batches of ``CONNECTION_CREDIT``): otherwise a few stalled readers would hold
 the whole connection window and stop the others. The separate connection keeps
 the request path as it was (its streams keep their 16 MiB windows) and keeps
 pushed data from queueing in front of request/response traffic on one socket.
+
+A streamed response's DATA frames are taken off the socket's bytes before h2
+sees them (``_Connection.receive``), and their WINDOW_UPDATEs are written
+here: a subscriber gets a frame per pushed event, and h2's per-frame state
+machine was a large share of a subscriber's CPU (docs/performance-notes.md).
+Every other frame (settings, headers, resets, the frame that ends a stream,
+anything of a plain request) still goes to h2, in the order received; h2
+never sees the taken frames, so it never counts them in its windows either,
+and the credit for them is granted with raw frames.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from h2.errors import ErrorCodes
 
 from ..errors import ShardlineError
 from ..protocol import h2_patch
+from ..protocol.receiving import SocketReader
 
 h2_patch.apply()
 
@@ -57,6 +67,11 @@ READ_SIZE = 256 * 1024
 SETTINGS_TIMEOUT_S = 10.0
 #: A streamed response's default buffer bound: its stream's flow-control window.
 STREAM_BUFFER = 1 * MIB
+#: HTTP/2 frame types and flags read by ``_Connection.receive`` (RFC 9113 section 6).
+DATA_FRAME = 0x0
+END_STREAM = 0x1
+PADDED = 0x8
+FRAME_HEADER = 9
 #: The HTTP/2 bounds of a stream window (RFC 9113 section 6.9.2).
 DEFAULT_WINDOW = 65_535
 MAX_WINDOW = (1 << 31) - 1
@@ -104,6 +119,11 @@ class _Streaming(_Pending):
     buffered: int = 0
     #: Taken by the application and not yet granted back to the broker (WINDOW_UPDATE).
     taken: int = 0
+
+
+def window_update(stream_id: int, increment: int) -> bytes:
+    """A WINDOW_UPDATE frame (RFC 9113 section 6.9)."""
+    return b"\x00\x00\x04\x08\x00" + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +177,8 @@ class _Connection:
         self.alive = True
         #: Set once the connection is lost or closed.
         self.closed = trio.Event()
+        #: The start of a frame whose end has not arrived yet (``receive``).
+        self.partial = b""
 
     async def start(self) -> None:
         self.h2.initiate_connection()
@@ -200,15 +222,14 @@ class _Connection:
         self.slot_free.set()
 
     async def read_loop(self, max_response_bytes: int) -> None:
+        reader = SocketReader(self.stream, READ_SIZE)
         try:
             while True:
-                data = await self.stream.receive_some(READ_SIZE)
+                data = await reader.receive()
                 if not data:
                     self.fail_all("the broker closed the connection")
                     return
-                events = self.h2.receive_data(data)
-                for event in events:
-                    self._on_event(event, max_response_bytes)
+                self.receive(data, max_response_bytes)
                 # Most reads (a pushed event's DATA) leave nothing to send: the write
                 # loop is woken only when h2 has output (acknowledgements, credit).
                 output = self.h2.data_to_send()
@@ -226,6 +247,76 @@ class _Connection:
             self.fail_all("the connection closed")
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self.stream)
+
+    def receive(self, data: bytes, max_response_bytes: int) -> None:
+        """Handle bytes read from the socket: streamed DATA frames here, every other frame in h2.
+
+        Frames are handled whole and in order; the start of an incomplete one
+        waits in ``partial`` for the next read. A frame larger than
+        SETTINGS_MAX_FRAME_SIZE is refused (``FrameTooLargeError``, a
+        ``ProtocolError``) as soon as its header is here.
+        """
+        if self.partial:
+            data, self.partial = self.partial + data, b""
+        size = len(data)
+        pos = run = 0  # data[run:pos] is for h2, not handed over yet
+        limit = self.h2.max_inbound_frame_size
+        while pos + FRAME_HEADER <= size:
+            length = int.from_bytes(data[pos : pos + 3], "big")
+            end = pos + FRAME_HEADER + length
+            if length > limit:
+                raise h2.exceptions.FrameTooLargeError(
+                    f"a frame of {length} bytes, over the {limit} allowed"
+                )
+            if end > size:
+                break
+            if data[pos + 3] == DATA_FRAME and not data[pos + 4] & END_STREAM:
+                stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFF_FFFF
+                pending = self.pending.get(stream_id)
+                if type(pending) is _Streaming and not pending.done.is_set():
+                    if run < pos:  # the frames before it first: its headers may be among them
+                        self._to_h2(data[run:pos], max_response_bytes)
+                        run = pos
+                    if (
+                        self.alive
+                        and pending.headers_received
+                        and not pending.done.is_set()
+                        and self._take_data(pending, data, pos, end)
+                    ):
+                        run = end
+            pos = end
+        if run < pos:
+            self._to_h2(data[run:pos], max_response_bytes)
+        if pos < size:
+            self.partial = data[pos:]
+
+    def _to_h2(self, frames: bytes, max_response_bytes: int) -> None:
+        for event in self.h2.receive_data(frames):
+            self._on_event(event, max_response_bytes)
+
+    def _take_data(self, pending: _Streaming, data: bytes, pos: int, end: int) -> bool:
+        """Queue a streamed DATA frame's payload and count its connection credit.
+
+        False (the frame is left to h2) for a padding length that does not fit.
+        """
+        start = pos + FRAME_HEADER
+        if data[pos + 4] & PADDED:
+            if start == end or data[start] >= end - start:
+                return False
+            payload = data[start + 1 : end - data[start]]
+        else:
+            payload = data[start:end]
+        length = end - start
+        if length:
+            self.connection_credit += length
+            if self.connection_credit >= CONNECTION_CREDIT:
+                self.outbox += window_update(0, self.connection_credit)
+                self.connection_credit = 0
+                self.output_ready.set()
+            pending.queue.append((payload, length))
+            pending.buffered += len(payload)
+            pending.readable.set()
+        return True
 
     def _on_event(self, event: h2.events.Event, max_response_bytes: int) -> None:
         if isinstance(event, h2.events.ResponseReceived):
@@ -293,13 +384,14 @@ class _Connection:
                 pending.readable.set()
 
     def _on_streamed_data(self, pending: _Streaming, event: h2.events.DataReceived) -> None:
-        """Queue a streamed chunk; only the connection's share of its window is given back now."""
+        """Queue a streamed chunk that h2 handled (the stream's last, or one before its headers).
+
+        h2 counted it in its connection window, so h2 gives that back now; the
+        stream's own window needs nothing, as its stream ends or fails.
+        """
         length = event.flow_controlled_length or 0
         if length:
-            self.connection_credit += length
-            if self.connection_credit >= CONNECTION_CREDIT:
-                self.h2.increment_flow_control_window(self.connection_credit)
-                self.connection_credit = 0
+            self.h2.increment_flow_control_window(length)
         data = event.data or b""
         if data or length:
             pending.queue.append((data, length))
@@ -318,10 +410,8 @@ class _Connection:
         state = self.h2.streams.get(stream_id)
         if state is None or state.closed:
             return
-        try:
-            self.h2.increment_flow_control_window(pending.taken, stream_id)
-        except h2.exceptions.ProtocolError:
-            return  # the stream or connection is closing: nothing left to grant
+        # Its DATA went around h2 (``receive``), so the grant goes around it too.
+        self.outbox += window_update(stream_id, pending.taken)
         pending.taken = 0
         self.output_ready.set()
 

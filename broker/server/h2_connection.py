@@ -60,6 +60,7 @@ from ..config import BrokerConfig
 from ..errors import HeaderListTooLargeError, RequestTooLargeError, ShardlineError
 from ..operations import Broker
 from ..protocol import h2_patch
+from ..protocol.receiving import SocketReader
 from .metrics import ServerMetrics
 from .routing import Response, early_error, route
 
@@ -212,9 +213,10 @@ class H2ServerConnection:
                 await self._close_stream()
 
     async def _read_loop(self) -> None:
+        reader = SocketReader(self.stream, READ_SIZE)
         while True:
             try:
-                data = await self.stream.receive_some(READ_SIZE)
+                data = await reader.receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
             if not data:
