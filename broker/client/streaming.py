@@ -130,7 +130,11 @@ class ShardEvents:
                 raise SerializationError(
                     f"an event is larger than {self._decoder.max_event_bytes} bytes"
                 ) from None
-            buffer += chunk
+            # A chunk that begins at an event's start (the usual case: one DATA frame,
+            # one event) is cut as it is; one that continues an event joins ``buffer``.
+            whole = not buffer
+            if not whole:
+                buffer += chunk
             while True:
                 try:
                     splitter.skip()
@@ -141,9 +145,17 @@ class ShardEvents:
                         f"the event stream is not valid msgpack: {exc}"
                     ) from exc
                 end = splitter.tell()
-                yield bytes(buffer[start - dropped : end - dropped])
+                if not whole:
+                    yield bytes(buffer[start - dropped : end - dropped])
+                elif start == dropped and end - dropped == len(chunk):
+                    yield chunk
+                else:
+                    yield chunk[start - dropped : end - dropped]
                 start = end
-            del buffer[: start - dropped]
+            if whole:
+                buffer += chunk[start - dropped :]
+            else:
+                del buffer[: start - dropped]
             dropped = start
 
     def statistics(self) -> dict[str, int]:

@@ -70,3 +70,21 @@ async def test_an_event_over_the_bound_is_refused() -> None:
     events = ShardEvents(Chunks([raw]), max_event_bytes=1000)  # type: ignore[arg-type]
     with pytest.raises(SerializationError, match="larger than"):
         _ = [r async for r in events.wire()]
+
+
+@given(events_st, st.lists(st.integers(0, 3), max_size=10), st.integers(0, 50))
+async def test_wire_splits_chunks_that_begin_at_events(
+    events: list[dict[str, Any]], groups: list[int], cut: int
+) -> None:
+    # Chunks of whole events (one DATA frame per event, or several), the last one
+    # cut short and continued by the next chunk.
+    encoded = [msgpack.packb(e) for e in events]
+    chunks, at = [], 0
+    for size in groups:
+        chunks.append(b"".join(encoded[at : at + size]))
+        at += size
+    rest = b"".join(encoded[at:])
+    chunks += [rest[:cut], rest[cut:]]
+    got = [raw async for raw in ShardEvents(Chunks([c for c in chunks if c])).wire()]  # type: ignore[arg-type]
+    assert got == encoded
+    assert all(type(raw) is bytes for raw in got)
