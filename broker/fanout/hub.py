@@ -128,13 +128,13 @@ class _Feed:
 
     def wake(self) -> None:
         for subscription in self.parked:
-            subscription.interrupt()
+            subscription.wake()
 
     def deliver(self, entry: _Entry) -> None:
         """A new batch for the parked: written at once where it can be, woken otherwise."""
         for subscription in self.parked:
             if not subscription.deliver_now(entry):
-                subscription.interrupt()
+                subscription.wake()
 
     def since(self, position: int) -> list[_Entry] | None:
         """The entries from ``position`` on; None when the feed does not hold it."""
@@ -332,10 +332,18 @@ class Subscription(Streamed):
         self.taken_over = True
         self.interrupt()
 
-    def interrupt(self) -> None:
-        """Look again now (taken over, shutting down); a send blocked past a grace is cut."""
+    def wake(self) -> None:
+        """Look again now: there is something new to send."""
         if self._wake is not None:
             self._wake.set()
+
+    def interrupt(self) -> None:
+        """End at the next turn (taken over, shutting down); a send blocked past a grace is cut.
+
+        Only for an ending: a plain wake-up (``wake``) must not bring the cut nearer,
+        or a subscriber that once had to wait would be cut ``STALL_GRACE_S`` later.
+        """
+        self.wake()
         self._cut.deadline = min(self._cut.deadline, trio.current_time() + STALL_GRACE_S)
 
     @property

@@ -260,6 +260,36 @@ async def test_a_subscriber_that_stops_reading_is_cut_after_its_lifetime(
     assert hub.statistics()["feeds"] == 0  # nothing held for it any more
 
 
+async def test_a_subscriber_that_waited_once_is_not_cut_later(
+    log: Log, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
+) -> None:
+    # A batch the commit listener cannot write (no room) wakes the subscription's
+    # task instead; that wake-up must not start the stall grace, or every subscriber
+    # that once had to wait would be cut STALL_GRACE_S later.
+    from broker.fanout import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
+    desc = await log.create_stream("s", 1)
+    hub = FanoutHub(log, HubConfig(heartbeat_s=60, lifetime_s=3600))
+    sink = ListSink()
+    subscription = hub.subscribe("c", desc, 0, 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(subscription.run, sink)
+        await trio.testing.wait_all_tasks_blocked()  # parked at the tail
+        sink.gate = trio.Event()  # no room for a while
+        await put(log, b"a")
+        await trio.testing.wait_all_tasks_blocked()  # its task waits in send
+        mock_clock.jump(5)  # far beyond the grace
+        await trio.testing.wait_all_tasks_blocked()  # a cut would happen here
+        sink.gate.set()
+        await sink.wait_for(lambda s: data(s) == [b"a"])
+        await put(log, b"b")
+        await sink.wait_for(lambda s: data(s) == [b"a", b"b"])
+        assert not subscription.finished
+        hub.close()
+    assert data(sink) == [b"a", b"b"]
+
+
 async def test_a_stalled_subscription_taken_over_is_cut_after_the_grace(
     log: Log, monkeypatch: pytest.MonkeyPatch
 ) -> None:
