@@ -21,11 +21,14 @@ same run on the same machine, not for absolute figures.
   (``broker.protocol.aws``), beside the standard library's ``json``.
 - ``wakeup``: a process's CPU per wake-up to read 500 B that arrive every
   3 ms on a socket, by how it waits: a blocking ``recv``, a bare epoll loop,
-  trio's ``receive_some`` and asyncio's ``sock_recv``: the fixed cost of an
-  event loop on this machine, whatever the reader then does.
+  trio's ``receive_some``, trio waiting first and reading once
+  (``broker.protocol.receiving.SocketReader``) and asyncio's ``sock_recv``:
+  the fixed cost of an event loop on this machine, whatever the reader then does.
 - ``subscriber-floor``: the least a Python subscriber can spend per pushed
   event of the ``subscriber`` load: one HTTP/2 stream read with h2 and
-  nothing else, in one trio task, and with a blocking socket (no event loop).
+  nothing else, in one trio task, and with a blocking socket (no event loop);
+  then with a blocking socket and the frames split by hand (no h2), and
+  ``recv`` alone.
 - ``producer``: the ``Producer`` against a broker process with 8, 16 and 32
   shards (as many lanes, so as many batches in flight): records/s, and the
   broker's CPU per record beside raw PutRecords of the same run.
@@ -328,13 +331,19 @@ def bench_wakeup(count: int = 1000) -> None:
             for _ in range(count):
                 poller.poll()
                 receiver.recv(65536)
-        elif mode == "trio receive_some":
+        elif mode in ("trio receive_some", "trio SocketReader"):
 
             async def read() -> float:
+                from broker.protocol.receiving import SocketReader
+
                 stream = trio.SocketStream(trio.socket.from_stdlib_socket(receiver))
+                reader = SocketReader(stream, 65536)
                 begun = _process_cpu()
                 for _ in range(count):
-                    await stream.receive_some(65536)
+                    if mode == "trio receive_some":
+                        await stream.receive_some(65536)
+                    else:
+                        await reader.receive()
                 return begun
 
             start = trio.run(read)
@@ -354,7 +363,8 @@ def bench_wakeup(count: int = 1000) -> None:
         receiver.close()
         return used / count
 
-    for mode in ("blocking recv", "epoll loop", "trio receive_some", "asyncio sock_recv"):
+    modes = ("blocking recv", "epoll loop", "trio receive_some", "trio SocketReader")
+    for mode in (*modes, "asyncio sock_recv"):
         print(f"{mode:20s} {waiter(mode) * 1e6:6.1f} us of process CPU per wake-up")
 
 
@@ -448,7 +458,34 @@ def bench_subscriber_floor() -> None:
                 fanout_clients.due_times(event.data or b"")
         return conn.data_to_send()
 
-    for mode in ("trio, one task", "blocking socket"):
+    partial = {"bytes": b""}
+
+    def split_frames(conn: Any, data: bytes, state: dict[str, int]) -> bytes:
+        # The frames split by hand, as the client's ``_Connection.receive`` does.
+        buffer = partial["bytes"] + data
+        at = 0
+        while at + 9 <= len(buffer):
+            end = at + 9 + int.from_bytes(buffer[at : at + 3], "big")
+            if end > len(buffer):
+                break
+            if buffer[at + 3] == 0:
+                state["events"] += 1
+                fanout_clients.due_times(buffer[at + 9 : end])
+            at = end
+        partial["bytes"] = buffer[at:]
+        return b""
+
+    def recv_only(conn: Any, data: bytes, state: dict[str, int]) -> bytes:
+        state["events"] += 1
+        return b""
+
+    variants = (
+        ("trio, one task", handle),
+        ("blocking socket", handle),
+        ("blocking, own frames", split_frames),
+        ("blocking, recv only", recv_only),
+    )
+    for mode, handler in variants:
         with (
             tempfile.TemporaryDirectory() as tmp,
             broker_server(os.path.join(tmp, "data")) as server,
@@ -463,14 +500,14 @@ def bench_subscriber_floor() -> None:
             )  # fmt: skip
             conn, hello = connection(arn)
             state = {"events": 0, "taken": 0}
-            if mode == "blocking socket":
-                start = _floor_blocking(host, port, conn, hello, state, handle)
+            if mode.startswith("blocking"):
+                start = _floor_blocking(host, port, conn, hello, state, handler)
             else:
-                start = trio.run(_floor_trio, host, port, conn, hello, state, handle)
+                start = trio.run(_floor_trio, host, port, conn, hello, state, handler)
             used = _process_cpu() - start
             producer.communicate(timeout=60)
             print(
-                f"{mode:16s} {state['events']} events in 4 s: "
+                f"{mode:20s} {state['events']} events in 4 s: "
                 f"{used / max(state['events'], 1) * 1e6:.0f} us of process CPU each"
             )
 
