@@ -20,14 +20,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import h2.config
-import h2.connection
 import h2.events
 import msgpack
 import numpy as np
 import trio
 
 from broker.client import Client
+from broker.client.transport import client_connection
 from broker.protocol import h2_patch
 from broker.protocol.codec import CONTENT_TYPE
 
@@ -99,14 +98,7 @@ class _BlockingProducer:
         parts = urlsplit(endpoint)
         self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=True,
-                header_encoding=None,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        self.h2 = client_connection()
         self.headers = [
             (b":method", b"POST"),
             (b":scheme", b"http"),
