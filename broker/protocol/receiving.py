@@ -4,9 +4,10 @@
 there (the usual case for a connection that waits for its next request or
 pushed event), raises and catches ``BlockingIOError``, waits for the socket,
 calls ``recv`` again and then passes through the scheduler once more. On this
-2-core machine that is about 105 µs of CPU per wake-up against 61 µs for
-waiting first and reading once (``python -m bench.micro wakeup``), paid by the
-broker for every request and by every subscriber for every pushed event.
+2-core machine that was 69.9 µs of CPU per wake-up against 46.2 µs for
+waiting first and reading once (``python -m bench.micro wakeup``, one run),
+paid by the broker for every request and by every subscriber for every
+pushed event.
 
 For a plain TCP stream ``receive`` waits for readability, then reads; for any
 other stream (TLS) it is the stream's own ``receive_some``. Errors are the
