@@ -132,14 +132,13 @@ async def test_tag_resource_takes_up_to_the_stream_limit_in_one_call(ops: Harnes
     assert await tags_of(ops) == many(50)
 
 
-async def test_concurrent_additions_cannot_pass_the_limit_together(ops: Harness) -> None:
-    """The count is checked in the commit: of two 30-tag additions, exactly one lands."""
-    await ops.create("s", 1)
+async def race_two_additions(ops: Harness, arn: str) -> str:
+    """Two concurrent 30-tag TagResource calls on ``arn``: exactly one lands; its prefix."""
     outcomes: list[str] = []
 
     async def add(prefix: str) -> None:
         try:
-            await ops("TagResource", ResourceARN=ARN + "s", Tags=many(30, prefix))
+            await ops("TagResource", ResourceARN=arn, Tags=many(30, prefix))
         except LimitExceededError:
             outcomes.append("refused")
         else:
@@ -150,7 +149,13 @@ async def test_concurrent_additions_cannot_pass_the_limit_together(ops: Harness)
             nursery.start_soon(add, "a")
             nursery.start_soon(add, "b")
     assert len(outcomes) == 2 and outcomes.count("refused") == 1
-    winner = next(o for o in outcomes if o != "refused")
+    return next(o for o in outcomes if o != "refused")
+
+
+async def test_concurrent_additions_cannot_pass_the_limit_together(ops: Harness) -> None:
+    """The count is checked in the commit: of two 30-tag additions, exactly one lands."""
+    await ops.create("s", 1)
+    winner = await race_two_additions(ops, ARN + "s")
     assert await tags_of(ops) == many(30, winner)
 
 
@@ -387,22 +392,7 @@ async def test_concurrent_consumer_tagging_cannot_pass_the_limit_together(ops: H
     """The count is checked in the commit: of two 30-tag additions, exactly one lands."""
     await ops.create("s", 1)
     await register(ops)
-    outcomes: list[str] = []
-
-    async def add(prefix: str) -> None:
-        try:
-            await ops("TagResource", ResourceARN=CONSUMER, Tags=many(30, prefix))
-        except LimitExceededError:
-            outcomes.append("refused")
-        else:
-            outcomes.append(prefix)
-
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(add, "a")
-            nursery.start_soon(add, "b")
-    assert len(outcomes) == 2 and outcomes.count("refused") == 1
-    winner = next(o for o in outcomes if o != "refused")
+    winner = await race_two_additions(ops, CONSUMER)
     assert await consumer_tags(ops) == many(30, winner)
 
 
