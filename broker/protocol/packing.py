@@ -72,7 +72,7 @@ def _template(high: int, shard_id: str) -> tuple[bytes, int]:
 
 
 def pack_put_records(
-    positions: Sequence[int], shard_ids: Sequence[str], firsts: Sequence[int | None]
+    positions: Sequence[int] | np.ndarray, shard_ids: Sequence[str], firsts: Sequence[int | None]
 ) -> bytes | None:
     """The packed all-successful response ``{"FailedRecordCount": 0, "Records": [...], ...}``.
 
@@ -105,11 +105,16 @@ def pack_put_records(
         templates.append(template)
     if n == 0:
         return b"\x83" + _HEAD + _array_header(0) + _TAIL
-    # Rank of each record among its shard's records, in request order.
-    order = np.argsort(p, kind="stable")
-    starts = np.cumsum(counts) - counts
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n, dtype=np.int64) - starts[p[order]]
+    # Rank of each record among its shard's records, in request order. A loop, not
+    # numpy's argsort: that lets the GIL go, and taking it back from the log's
+    # writer thread can cost a switch interval (``ShardRouter.digest_positions``).
+    seen = [0] * len(shard_ids)
+    ranks: list[int] = []
+    add = ranks.append
+    for position in p.tolist():
+        add(seen[position])
+        seen[position] += 1
+    rank = np.array(ranks, dtype=np.int64)
     # One opaque item per template: the gather copies whole rows (fast), then
     # the rows are seen as bytes to write the digits in.
     table = np.frombuffer(b"".join(templates), dtype=np.dtype((np.void, width)))
