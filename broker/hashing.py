@@ -20,6 +20,9 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from .errors import InvalidArgumentError
 from .model import MAX_HASH_KEY, HashKeyRange, Shard
 
@@ -30,6 +33,9 @@ try:  # CPython's own MD5: no OpenSSL context per call
 except ImportError:  # pragma: no cover - built without it
     md5 = hashlib.md5
 
+_LOW64 = (1 << 64) - 1
+#: Streams with at most this many open shards route a batch by one comparison per end.
+COUNTED_ENDS = 32
 _HASH_KEY_RE = re.compile(r"0|[1-9][0-9]{0,38}")
 MAX_PARTITION_KEY_CHARS = 256
 
@@ -85,7 +91,7 @@ def even_ranges(count: int) -> list[HashKeyRange]:
 class ShardRouter:
     """Routes hash keys to the open shards of one stream (a sorted table, binary search)."""
 
-    __slots__ = ("_ends", "_indexes", "digest_ends")
+    __slots__ = ("_ends", "_ends_high", "_ends_low", "_high_list", "_indexes", "digest_ends")
 
     def __init__(self, shards: Iterable[Shard]) -> None:
         open_shards = sorted((s for s in shards if s.is_open), key=lambda s: s.hash_range.start)
@@ -101,11 +107,48 @@ class ShardRouter:
         #: The range ends as 16-byte big-endian strings: ``bisect_left`` on a key's
         #: MD5 digest gives its *position*, and ``indexes[position]`` its shard.
         self.digest_ends = [end.to_bytes(16, "big") for end in self._ends]
+        # The same ends as two uint64 columns, for ``digest_positions``; None when two
+        # ends share their high half (ranges narrower than 2^64), where it bisects.
+        high = [end >> 64 for end in self._ends]
+        self._ends_high = np.array(high, np.uint64) if len(set(high)) == len(high) else None
+        self._ends_low = np.array([end & _LOW64 for end in self._ends], np.uint64)
+        self._high_list = high
 
     @property
     def indexes(self) -> list[int]:
         """Shard index per position (open shards in hash-range order)."""
         return self._indexes
+
+    def digest_positions(self, digests: bytes) -> npt.NDArray[np.intp]:
+        """The position of each 16-byte big-endian hash key in ``digests``, at once.
+
+        The same as ``bisect_left(digest_ends, digest)`` per key: the number of
+        range ends below the key. With distinct high halves, a key's high half
+        finds the one end it can tie with, and its low half settles the tie.
+
+        Up to ``COUNTED_ENDS`` ends, each end is one comparison over all keys:
+        numpy keeps the GIL for element-wise work on at most 500 elements (a
+        PutRecords' worth), where ``searchsorted`` always lets it go, and
+        taking it back from a busy thread can cost a switch interval (5 ms).
+        """
+        keys = np.frombuffer(digests, ">u8").reshape(-1, 2)
+        high = keys[:, 0].astype(np.uint64)
+        if self._ends_high is None:
+            find, ends = bisect.bisect_left, self.digest_ends
+            n = len(digests) // 16
+            return np.array([find(ends, digests[16 * i : 16 * i + 16]) for i in range(n)], np.intp)
+        if len(self._high_list) <= COUNTED_ENDS:
+            positions = np.zeros(len(high), np.intp)
+            for end in self._high_list[:-1]:  # no key passes the last end, 2^128 - 1
+                positions += high > end
+        else:
+            positions = np.searchsorted(self._ends_high, high, "left")
+        # Ties: the key's high half equals its end's; ``positions`` stays in range.
+        tie = (self._ends_high[positions] == high) & (
+            self._ends_low[positions] < keys[:, 1].astype(np.uint64)
+        )
+        positions += tie
+        return positions
 
     def shard_for_hash(self, hash_key: int) -> int:
         return self._indexes[bisect.bisect_left(self._ends, hash_key)]

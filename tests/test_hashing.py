@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from broker.errors import InvalidArgumentError
 from broker.hashing import (
+    COUNTED_ENDS,
     ShardRouter,
     even_ranges,
     hash_partition_key,
@@ -99,6 +100,54 @@ def test_range_boundaries_route_to_their_own_shard(desc: StreamDescription) -> N
         assert router.shard_for_hash(shard.hash_range.end) == shard.index
     assert router.shard_for_hash(0) == _holder(desc, 0)
     assert router.shard_for_hash(MAX_HASH_KEY) == _holder(desc, MAX_HASH_KEY)
+
+
+@st.composite
+def keys_near_the_ends(draw: st.DrawFn) -> tuple[StreamDescription, list[int]]:
+    """A stream and hash keys, many of them on, next to or sharing the high half of a range end."""
+    desc = draw(resharded_streams())
+    ends = [s.hash_range.end for s in desc.open_shards]
+    near = st.sampled_from(ends).flatmap(
+        lambda end: st.sampled_from(
+            [end - 1, end, end + 1, (end >> 64) << 64, ((end >> 64) << 64) | ((1 << 64) - 1)]
+        )
+    )
+    keys = draw(st.lists(st.one_of(hash_keys, near), max_size=40))
+    return desc, [min(max(k, 0), MAX_HASH_KEY) for k in keys]
+
+
+@given(keys_near_the_ends())
+def test_digest_positions_agree_with_bisect(case: tuple[StreamDescription, list[int]]) -> None:
+    desc, keys = case
+    router = ShardRouter(desc.shards)
+    digests = b"".join(k.to_bytes(16, "big") for k in keys)
+    positions = router.digest_positions(digests).tolist()
+    assert [router.indexes[p] for p in positions] == [_holder(desc, k) for k in keys]
+
+
+@given(st.lists(hash_keys, max_size=40))
+def test_digest_positions_of_a_stream_with_many_shards(keys: list[int]) -> None:
+    # Past COUNTED_ENDS ends the positions come from a binary search instead of counting.
+    desc = _stream(COUNTED_ENDS + 9)
+    ends = [s.hash_range.end for s in desc.open_shards]
+    keys = keys + ends + [end + 1 for end in ends[:-1]] + [(end >> 64) << 64 for end in ends]
+    router = ShardRouter(desc.shards)
+    positions = router.digest_positions(b"".join(k.to_bytes(16, "big") for k in keys)).tolist()
+    assert [router.indexes[p] for p in positions] == [_holder(desc, k) for k in keys]
+
+
+def test_digest_positions_with_ranges_narrower_than_two_to_the_64() -> None:
+    desc = _stream(2)
+    first = desc.open_shards[0]
+    # Two ends in one 2^64 block: the vectorized search cannot settle ties, so it bisects.
+    desc = catalog.split(desc, first.index, 5, 0, lambda i: 0, max_shards=1024)
+    upper = next(s for s in desc.open_shards if s.hash_range.start == 5)
+    desc = catalog.split(desc, upper.index, 10, 0, lambda i: 0, max_shards=1024)
+    router = ShardRouter(desc.shards)
+    keys = [0, 4, 5, 6, 9, 10, 11, first.hash_range.end, first.hash_range.end + 1, MAX_HASH_KEY]
+    digests = b"".join(k.to_bytes(16, "big") for k in keys)
+    positions = router.digest_positions(digests).tolist()
+    assert [router.indexes[p] for p in positions] == [_holder(desc, k) for k in keys]
 
 
 @given(resharded_streams(), partition_keys, hash_keys)

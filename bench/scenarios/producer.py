@@ -6,8 +6,10 @@ Two kinds of producer process take turns against it, ``ROUNDS`` times each,
 alternating, so that both see the same machine:
 
 - **raw**: the ``ingest`` scenario's peak phase: PutRecords of 500 x 100 B
-  records with random keys, bodies encoded before timing, ``CONCURRENCY``
-  requests in flight on one connection. What a hand-tuned client gets.
+  records with random keys, each request encoded as ``Client.put_records``
+  encodes it (compact form, the client's MD5 of every key) when it is sent,
+  ``CONCURRENCY`` requests in flight on one connection. What a hand-tuned
+  client gets.
 - **producer**: ``Producer(endpoint, stream)`` with its defaults (idempotent,
   batches per shard routed on the client, linger, bounded buffer): one task
   calls ``send(data, key)`` for 100 B records with random keys as fast as the
@@ -182,7 +184,7 @@ def run(options: Options) -> ScenarioResult:
             "rounds": rounds,
             "duration_s": duration,
             "warmup_s": warmup,
-            "raw": f"PutRecords of 500 pre-encoded records, {CONCURRENCY} in flight",
+            "raw": f"PutRecords of 500 records, compact, {CONCURRENCY} in flight",
             "producer": "Producer with its defaults (idempotent), one task calling send()",
         },
         columns=COLUMNS,

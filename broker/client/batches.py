@@ -6,7 +6,8 @@ time each was handed to ``send``, and one ``trio.Event`` set when the batch is
 settled. It settles in one of three ways, once:
 
 * **answered**: ``answers`` holds the broker's entries (``ShardId``,
-  ``SequenceNumber``) in record order;
+  ``SequenceNumber``) in record order, as maps or, from a compact answer
+  (``broker.protocol.compact_puts``), as pairs;
 * **failed**: ``error`` is the error every one of its records fails with;
 * **moved**: some or all of its records now travel in other batches (the shard
   map changed under them, or a partly refused batch retries its refused
@@ -59,7 +60,8 @@ class Batch:
         #: trio time of the first record: the batch is sent ``linger`` after it.
         self.opened_at = opened_at
         self.done = trio.Event()
-        self.answers: list[dict[str, Any]] | None = None
+        #: The broker's entries (maps), or ``(ShardId, SequenceNumber)`` from a compact answer.
+        self.answers: list[dict[str, Any]] | list[tuple[str, str]] | None = None
         self.error: BaseException | None = None
         self.moved: dict[int, tuple[Batch, int]] | None = None
         #: Idempotence: the (producer id, batch number) it was first sent under,
@@ -147,6 +149,8 @@ def _settled(batch: Batch, index: int) -> tuple[str, str]:
         raise batch.error
     assert batch.answers is not None
     entry = batch.answers[index]
+    if isinstance(entry, tuple):
+        return entry
     return entry["ShardId"], entry["SequenceNumber"]
 
 

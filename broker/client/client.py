@@ -33,6 +33,7 @@ import trio
 from .. import errors
 from ..errors import ShardlineError
 from ..protocol.codec import CONTENT_TYPE, encode_body
+from ..protocol.compact_puts import compact_request
 from .mappings import EventSourceMappings
 from .reading import DEFAULT_IDLE_WAIT, Pages, read_pages
 from .results import (
@@ -378,20 +379,28 @@ class Client(EventSourceMappings):
     ) -> PutRecordsResult:
         """``records``: maps with Kinesis names (``Data``, ``PartitionKey``, ...).
 
+        They travel in the compact form (``broker.protocol.compact_puts``): the
+        client computes each record's hash key, and the answer names positions.
+
         With ``producer_id`` (from ``init_producer``), ``shard_id`` and
         ``batch_number``, all three, the request is an idempotent batch: every
         record must route to ``shard_id``, and a batch the broker already
         committed is answered with its original sequence numbers and
         ``deduplicated`` set, never appended twice (``docs/protocol.md``).
         """
+        # Compact columns with the hash keys computed here, unless a record is malformed:
+        # the map form lets the broker name it.
+        compact = compact_request(records)
         request = kinesis_request(
             stream_name=stream_name,
             stream_arn=stream_arn,
-            records=records,
+            records=records if compact is None else None,
             producer_id=producer_id,
             shard_id=shard_id,
             batch_number=batch_number,
         )
+        if compact is not None:
+            request.update(compact)
         body = await self.call("PutRecords", request)
         return parse_response("PutRecords", PutRecordsResult.from_wire, body)
 

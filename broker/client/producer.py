@@ -83,6 +83,7 @@ from ..hashing import (
     parse_explicit_hash_key,
     validate_partition_key,
 )
+from ..protocol.compact_puts import answered, compact_request
 from .backoff import Backoff
 from .batches import (
     Batch,
@@ -140,6 +141,13 @@ class ProducerTransport(Protocol):
 
 def _answered_elsewhere(lane: Lane, answer: dict[str, Any]) -> bool:
     """Whether the broker put the batch's first or last record in another shard than its lane's."""
+    shard_ids, firsts = answer.get("ShardIds"), answer.get("FirstSequenceNumbers")
+    if "Records" not in answer and isinstance(shard_ids, list) and isinstance(firsts, list):
+        # A compact answer: a shard id with a first sequence number got records.
+        return any(
+            first is not None and shard != lane.shard_id
+            for shard, first in zip(shard_ids, firsts, strict=False)
+        )
     records = answer.get("Records")
     if not isinstance(records, list) or not records:
         return False
@@ -531,7 +539,10 @@ class Producer:
             log.warning("could not refresh the shard map of %s: %s", self.stream, exc)
 
     async def _put(self, lane: Lane, batch: Batch) -> dict[str, Any]:
-        request: dict[str, Any] = {self._stream_field: self.stream, "Records": batch.entries}
+        # Compact columns (the broker routes them by the hash keys computed here), or the
+        # map form when a record is not plainly valid, so that the broker names it.
+        request: dict[str, Any] = compact_request(batch.entries) or {"Records": batch.entries}
+        request[self._stream_field] = self.stream
         if self._idempotent:
             request["ProducerId"] = batch.producer_id
             request["ShardId"] = lane.shard_id
@@ -560,6 +571,19 @@ class Producer:
         self, batch: Batch, answer: dict[str, Any]
     ) -> tuple[Batch | None, ShardlineError | None]:
         """Settle what the answer settles; the refused records' batch and why, if any."""
+        if "Records" not in answer and "Positions" in answer:
+            # The compact answer: every record landed.
+            try:
+                placed = answered(answer)
+            except (KeyError, TypeError, IndexError, ValueError):
+                placed = []
+            if len(placed) != len(batch.entries):
+                raise error_class("UnexpectedResponse", 200)(
+                    f"PutRecords answered positions for {len(placed)} of "
+                    f"{len(batch.entries)} records"
+                )
+            self._settle_answered(batch, placed, bool(answer.get("Deduplicated")))
+            return None, None
         records = answer.get("Records")
         if not isinstance(records, list) or len(records) != len(batch.entries):
             raise error_class("UnexpectedResponse", 200)(
@@ -594,7 +618,7 @@ class Producer:
     def _settle_answered(
         self,
         batch: Batch,
-        answers: list[dict[str, Any]],
+        answers: list[dict[str, Any]] | list[tuple[str, str]],
         deduplicated: bool,
         skip: dict[int, tuple[Batch, int]] | None = None,
     ) -> None:

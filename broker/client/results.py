@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Self
 
+from ..protocol.compact_puts import answered
 from ..sequence import decimal_run
 
 Wire = Mapping[str, Any]
@@ -324,9 +325,13 @@ class PutRecordsResult:
 
     @classmethod
     def from_wire(cls, body: Wire) -> Self:
+        new = tuple.__new__
+        if "Records" not in body and "Positions" in body:
+            # The compact answer (every record succeeded): positions and first numbers.
+            placed = [new(PutRecordsResultEntry, (*where, None, None)) for where in answered(body)]
+            return cls(0, placed, body.get("EncryptionType"), body.get("Deduplicated") is True)
         entries = body["Records"]
         failed = body.get("FailedRecordCount")
-        new = tuple.__new__
         if failed == 0:
             # Every entry succeeded, so each has exactly ShardId and SequenceNumber.
             records = [

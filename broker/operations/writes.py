@@ -12,6 +12,14 @@ shard's buckets; the records admitted go to the log in ONE append, acknowledged
 after its durable commit. Per-record work is only that routing and
 bookkeeping; sequence numbers are computed from the offsets the append returns.
 
+A PutRecords with ``Compact: true`` sends its records as columns
+(``PartitionKeys``, ``Data``, optional ``HashKeys``: the client's hash key per
+record, used as an ExplicitHashKey) and is answered, when every record
+succeeded, with positions and first sequence numbers instead of a map per
+record (``broker.protocol.compact_puts``). Its plain case is checked and
+routed per batch (``_route_columns``); anything else goes the general way on
+the records turned into maps, so that errors name ``Records[i]`` alike.
+
 A reshard that closes a shard between routing and the commit makes the
 append fail with the retriable ``ShardClosedError``; the records are routed
 once more with the new shard map (their hashes are kept) and appended again.
@@ -36,10 +44,14 @@ belongs to its shard, so a closed shard is ``ShardMismatchException``.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import msgpack
+import numpy as np
+import numpy.typing as npt
 
 from ..errors import (
     InvalidArgumentError,
@@ -48,9 +60,16 @@ from ..errors import (
     ShardMismatchError,
     ValidationError,
 )
-from ..hashing import MAX_PARTITION_KEY_CHARS, md5, parse_explicit_hash_key, validate_partition_key
+from ..hashing import (
+    MAX_PARTITION_KEY_CHARS,
+    ShardRouter,
+    md5,
+    parse_explicit_hash_key,
+    validate_partition_key,
+)
 from ..log import ProducerStamp
 from ..model import StreamDescription, shard_id
+from ..protocol.compact_puts import position_bytes
 from ..protocol.packing import pack_put_records
 from ..sequence import base, decode
 from . import fields as f
@@ -62,6 +81,9 @@ from .throttle import ShardWriteLimiter
 MAX_RECORDS_PER_REQUEST = 500
 #: PutRecords answers of at least this many records are packed by numpy.
 PACK_WITH_NUMPY_FROM = 64
+
+#: Shard position per record: a list, or numpy's array for compact requests.
+_Positions = Sequence[int] | npt.NDArray[np.intp]
 
 #: A record as routed: (hash key, size in bytes, partition key, data).
 _Routed = tuple[int, int, str, bytes]
@@ -127,7 +149,7 @@ def _throttled(broker: Broker, desc: StreamDescription, index: int) -> str:
 class _Plain:
     """A request's records routed in one pass: shard position per record, buckets per position."""
 
-    positions: list[int]
+    positions: _Positions
     buckets: list[list[tuple[int, str, bytes]]]
     #: Data plus partition keys of all records.
     nbytes: int
@@ -180,6 +202,105 @@ def _route_plain(
     return _Plain(positions, buckets, total)
 
 
+@dataclass(slots=True)
+class _Records:
+    """A PutRecords' records as sent: ``Records`` maps, or compact columns (``Compact: true``)."""
+
+    entries: list[Any] | None
+    keys: list[Any]
+    datas: list[Any]
+    #: 16 bytes per record, each routing its record like an ExplicitHashKey; None: MD5 of the keys.
+    hashes: bytes | None = None
+
+    @property
+    def compact(self) -> bool:
+        return self.entries is None
+
+    def __len__(self) -> int:
+        return len(self.keys) if self.entries is None else len(self.entries)
+
+    def maps(self) -> list[Any]:
+        """The records as ``Records`` maps, for the general path (which names a bad one)."""
+        if self.entries is not None:
+            return self.entries
+        hashes = self.hashes
+        out: list[Any] = []
+        for i, (key, data) in enumerate(zip(self.keys, self.datas, strict=True)):
+            entry = {"Data": data, "PartitionKey": key}
+            if hashes is not None:
+                entry["ExplicitHashKey"] = str(int.from_bytes(hashes[16 * i : 16 * i + 16], "big"))
+            out.append(entry)
+        return out
+
+
+def _records(request: Request) -> _Records:
+    """The request's records in the form it sent them; the shape of the columns checked."""
+    if not f.optional_bool(request, "Compact"):
+        entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
+        return _Records(entries, [], [])
+    keys = f.required_list(request, "PartitionKeys", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
+    datas = f.required_list(request, "Data", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
+    if len(datas) != len(keys):
+        raise InvalidArgumentError(
+            f"Data has {len(datas)} entries and PartitionKeys {len(keys)}: a compact "
+            "PutRecords has one of each per record"
+        )
+    hashes = request.get("HashKeys")
+    if hashes is not None and (type(hashes) is not bytes or len(hashes) != 16 * len(keys)):
+        raise InvalidArgumentError(
+            f"HashKeys must be binary of 16 bytes per record ({16 * len(keys)} bytes for "
+            f"{len(keys)} records), got {len(hashes) if type(hashes) is bytes else 'no binary'}"
+        )
+    return _Records(None, keys, datas, hashes)
+
+
+def _route_columns(
+    records: _Records, routing: ShardRouter, arrival: int, max_record: int, max_total: int
+) -> _Plain | None:
+    """``_route_plain`` for compact columns, per batch: C-level checks, numpy routing.
+
+    None when a record is anything but a 1-256 character str key with bytes
+    data, or a limit is crossed: the caller then takes the general path on
+    ``records.maps()``, which names the offending record.
+    """
+    keys, datas = records.keys, records.datas
+    if set(map(type, keys)) != {str} or set(map(type, datas)) != {bytes}:
+        return None
+    if min(map(len, keys)) < 1 or max(map(len, keys)) > MAX_PARTITION_KEY_CHARS:
+        return None
+    try:
+        key_bytes = len("".join(keys).encode())
+    except UnicodeEncodeError:
+        return None
+    total = key_bytes + sum(map(len, datas))
+    if total > max_total:
+        return None
+    if total > max_record and any(
+        len(data) + len(key.encode()) > max_record for key, data in zip(keys, datas, strict=True)
+    ):
+        return None
+    hashes = records.hashes
+    if hashes is None:
+        hashes = b"".join([md5(key.encode()).digest() for key in keys])
+    positions = routing.digest_positions(hashes)
+    buckets: list[list[tuple[int, str, bytes]]] = [[] for _ in routing.digest_ends]
+    adds = [bucket.append for bucket in buckets]
+    # A loop rather than numpy's argsort, which would let the GIL go (``digest_positions``).
+    for position, record in zip(
+        positions.tolist(), zip(repeat(arrival), keys, datas, strict=False), strict=False
+    ):
+        adds[position](record)
+    return _Plain(positions, buckets, total)
+
+
+def _route(
+    records: _Records, routing: ShardRouter, arrival: int, max_record: int, max_total: int
+) -> _Plain | None:
+    if records.entries is not None:
+        return _route_plain(records.entries, routing.digest_ends, arrival, max_record, max_total)
+    return _route_columns(records, routing, arrival, max_record, max_total)
+
+
 def _validated(entries: list[Any], max_record: int, max_total: int) -> list[_Routed]:
     """Every record checked and hashed, the request's total bounded; errors name the record."""
     records: list[_Routed] = []
@@ -200,13 +321,23 @@ def _validated(entries: list[Any], max_record: int, max_total: int) -> list[_Rou
 class _PutRecordsResult(Prepared):
     """An all-successful PutRecords answer, kept as positions and first sequence numbers."""
 
-    positions: list[int]
+    positions: _Positions
     shard_ids: list[str]
     #: Sequence number (as an integer) of each position's first record; None: no record.
     firsts: list[int | None]
     record_count: int
+    #: Answer in the compact form (the request was compact) instead of one map per record.
+    compact: bool = False
 
     def to_dict(self) -> Response:
+        if self.compact:
+            return {
+                "FailedRecordCount": 0,
+                "ShardIds": self.shard_ids,
+                "FirstSequenceNumbers": [None if s is None else str(s) for s in self.firsts],
+                "Positions": position_bytes(self.positions, len(self.shard_ids)),
+                "EncryptionType": "NONE",
+            }
         following = list(self.firsts)
         records: list[dict[str, str]] = []
         add = records.append
@@ -219,7 +350,7 @@ class _PutRecordsResult(Prepared):
 
     def native_body(self) -> bytes | None:
         # numpy has a fixed cost (~20 us): packing the maps wins below ~50 records.
-        if self.record_count < PACK_WITH_NUMPY_FROM:
+        if self.compact or self.record_count < PACK_WITH_NUMPY_FROM:
             return None
         return pack_put_records(self.positions, self.shard_ids, self.firsts)
 
@@ -250,25 +381,35 @@ class _BatchResult(_PutRecordsResult):
 
 
 def _batch_result(
-    inc: int, index: int, first_offset: int, count: int, deduplicated: bool
+    inc: int, index: int, first_offset: int, count: int, deduplicated: bool, compact: bool
 ) -> _BatchResult:
     first = base(inc, index) + first_offset
-    return _BatchResult([0] * count, _shard_ids([index]), [first], count, deduplicated)
+    return _BatchResult([0] * count, _shard_ids([index]), [first], count, compact, deduplicated)
 
 
-async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared | None:
+def _compact_result(outcomes: list[tuple[int, int]]) -> _PutRecordsResult:
+    """The compact answer of records that all landed: ``(shard index, sequence)`` per record."""
+    indexes = sorted({index for index, _sequence in outcomes})
+    where = {index: position for position, index in enumerate(indexes)}
+    firsts: list[int | None] = [None] * len(indexes)
+    positions = []
+    for index, sequence in outcomes:
+        position = where[index]
+        positions.append(position)
+        if firsts[position] is None:
+            firsts[position] = sequence
+    return _PutRecordsResult(positions, _shard_ids(indexes), firsts, len(outcomes), True)
+
+
+async def _put_plain(broker: Broker, name: str, records: _Records) -> Prepared | None:
     """PutRecords with no write limits for plain records; None to take the general path."""
     config = broker.config
     desc = broker.log.describe(name)
     routing = router(broker, desc)
     # Stamped now, appended with no await in between: stamps follow queue order.
     arrival = broker.log.now_ms()
-    plain = _route_plain(
-        entries,
-        routing.digest_ends,
-        arrival,
-        record_limit(config, desc),
-        config.max_request_records_bytes,
+    plain = _route(
+        records, routing, arrival, record_limit(config, desc), config.max_request_records_bytes
     )
     if plain is None:
         return None
@@ -286,7 +427,9 @@ async def _put_plain(broker: Broker, name: str, entries: list[Any]) -> Prepared 
         landed = result.ranges.get(index)
         if landed is not None:
             firsts[position] = base(result.incarnation, index) + landed[0]
-    return _PutRecordsResult(plain.positions, _shard_ids(indexes), firsts, len(entries))
+    return _PutRecordsResult(
+        plain.positions, _shard_ids(indexes), firsts, len(records), records.compact
+    )
 
 
 _SHARD_IDS: dict[int, str] = {}
@@ -367,7 +510,7 @@ def _mismatch(desc: StreamDescription, index: int, targets: set[int]) -> ShardMi
 
 
 def _route_batch(
-    broker: Broker, desc: StreamDescription, index: int, entries: list[Any], arrival: int
+    broker: Broker, desc: StreamDescription, index: int, sent: _Records, arrival: int
 ) -> tuple[list[tuple[int, str, bytes]], int]:
     """An idempotent batch's records, checked and stamped, and their bytes.
 
@@ -377,15 +520,13 @@ def _route_batch(
     config = broker.config
     routing = router(broker, desc)
     max_record = record_limit(config, desc)
-    plain = _route_plain(
-        entries, routing.digest_ends, arrival, max_record, config.max_request_records_bytes
-    )
+    plain = _route(sent, routing, arrival, max_record, config.max_request_records_bytes)
     if plain is not None:
         filled = [p for p, bucket in enumerate(plain.buckets) if bucket]
         if len(filled) == 1 and routing.indexes[filled[0]] == index:
             return plain.buckets[filled[0]], plain.nbytes
         raise _mismatch(desc, index, {routing.indexes[p] for p in filled})
-    records = _validated(entries, max_record, config.max_request_records_bytes)
+    records = _validated(sent.maps(), max_record, config.max_request_records_bytes)
     route = routing.shard_for_hash
     targets = {route(hash_key) for hash_key, _size, _key, _data in records}
     if targets != {index}:
@@ -393,9 +534,7 @@ def _route_batch(
     return [(arrival, key, data) for _h, _s, key, data in records], sum(r[1] for r in records)
 
 
-async def _put_idempotent(
-    broker: Broker, name: str, request: Request, entries: list[Any]
-) -> Result:
+async def _put_idempotent(broker: Broker, name: str, request: Request, sent: _Records) -> Result:
     """One idempotent batch: appended once however often it is sent (module docstring)."""
     batch = producers.batch_fields(request)
     index = batch.shard_index
@@ -404,12 +543,12 @@ async def _put_idempotent(
     # round (``LogStore._publish``), so a batch committed before a reshard is seen.
     desc = log.describe(name)
     arrival = log.now_ms()
-    original = producers.committed_original(broker, batch, desc, len(entries), arrival)
+    original = producers.committed_original(broker, batch, desc, len(sent), arrival)
     if original is not None:
         return _batch_result(
-            desc.incarnation, index, original.first_offset, original.count, deduplicated=True
+            desc.incarnation, index, original.first_offset, original.count, True, sent.compact
         )
-    records, nbytes = _route_batch(broker, desc, index, entries, arrival)
+    records, nbytes = _route_batch(broker, desc, index, sent, arrival)
     limiter = _limiter(broker)
     if limiter is not None and not limiter.admit_batch(
         desc.incarnation, index, len(records), nbytes, arrival
@@ -432,7 +571,7 @@ async def _put_idempotent(
         name, {index: records}, arrival, incarnation=desc.incarnation, producer=stamp
     )
     first, count = result.ranges[index]
-    return _batch_result(result.incarnation, index, first, count, result.deduplicated)
+    return _batch_result(result.incarnation, index, first, count, result.deduplicated, sent.compact)
 
 
 @operation("PutRecord")
@@ -452,17 +591,19 @@ async def put_record(broker: Broker, request: Request) -> Response:
 @operation("PutRecords")
 async def put_records(broker: Broker, request: Request) -> Result:
     name = f.required_stream(broker.config, request)
-    entries = f.required_list(request, "Records", min_len=1, max_len=MAX_RECORDS_PER_REQUEST)
+    sent = _records(request)
     if producers.is_idempotent(request):
-        return await _put_idempotent(broker, name, request, entries)
+        return await _put_idempotent(broker, name, request, sent)
     if _limiter(broker) is None:
-        fast = await _put_plain(broker, name, entries)
+        fast = await _put_plain(broker, name, sent)
         if fast is not None:
             return fast
     config = broker.config
     max_record = record_limit(config, broker.log.describe(name))
-    records = _validated(entries, max_record, config.max_request_records_bytes)
+    records = _validated(sent.maps(), max_record, config.max_request_records_bytes)
     outcomes = await _put(broker, name, records)
+    if sent.compact and not any(isinstance(outcome, str) for outcome in outcomes):
+        return _compact_result([o for o in outcomes if not isinstance(o, str)])
     results: list[dict[str, Any]] = []
     failed = 0
     for outcome in outcomes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +238,13 @@ async def test_every_method_builds_the_kinesis_request_and_a_typed_result(
             (
                 c.put_records(None, [{"Data": b"d", "PartitionKey": "k"}], stream_arn=arn),
                 "PutRecords",
-                {"StreamARN": arn, "Records": [{"Data": b"d", "PartitionKey": "k"}]},
+                {
+                    "StreamARN": arn,
+                    "Compact": True,
+                    "PartitionKeys": ["k"],
+                    "Data": [b"d"],
+                    "HashKeys": hashlib.md5(b"k").digest(),
+                },
             ),
             (
                 c.get_shard_iterator(

@@ -122,6 +122,19 @@ class FakeBroker:
     ) -> RawResponse:
         assert operation == "PutRecords"
         request = msgpack.unpackb(body)
+        if request.get("Compact"):
+            # The columns as the map form's records, the client's hash keys as explicit ones.
+            hashes = request["HashKeys"]
+            request["Records"] = [
+                {
+                    "PartitionKey": key,
+                    "Data": data,
+                    "ExplicitHashKey": str(int.from_bytes(hashes[16 * i : 16 * i + 16], "big")),
+                }
+                for i, (key, data) in enumerate(
+                    zip(request["PartitionKeys"], request["Data"], strict=True)
+                )
+            ]
         records = request["Records"]
         self.requests.append(
             Request(
