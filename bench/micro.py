@@ -10,7 +10,10 @@ same run on the same machine, not for absolute figures.
 - ``commit``: durable LMDB commits of one 60 KB value, one every 2 ms.
 - ``answer``: a PutRecords answer packed by numpy and as maps, by record count.
 - ``route``: ``route()`` of PutRecords bodies on a real log, 16 tasks, no
-  HTTP/2: event-loop CPU per record (the whole write path but the wire).
+  HTTP/2: event-loop CPU per record (the whole write path but the wire), for
+  the map form and the compact form (with the client's hash keys), alternately.
+- ``gil``: numpy calls of the write path on 500 records, alone and beside a
+  thread running Python: those that let the GIL go pay for taking it back.
 - ``request``: the async client's CPU and wall time per request, one at a
   time, against a broker process (``DescribeStreamSummary``, a few bytes each
   way): the fixed cost of a request on the client side.
@@ -106,13 +109,27 @@ def bench_commit(count: int = 3000) -> None:
     )
 
 
+def _compact_body(seed: int = 1) -> bytes:
+    from broker.protocol.codec import encode_body
+    from broker.protocol.compact_puts import compact_request
+
+    records = msgpack.unpackb(_body(seed))["Records"]
+    return encode_body({"StreamName": "s", **(compact_request(records) or {})})
+
+
 def bench_route(requests: int = 800, tasks: int = 16) -> None:
+    for form in ("maps", "compact", "maps", "compact"):
+        _route_form(form, requests, tasks)
+
+
+def _route_form(form: str, requests: int, tasks: int) -> None:
     async def main() -> None:
         with tempfile.TemporaryDirectory() as path:
             async with open_broker(BrokerConfig(data=path)) as broker:
                 await broker.log.create_stream("s", 8)
                 metrics = ServerMetrics()
-                bodies = [_body(seed) for seed in range(64)]
+                make = _body if form == "maps" else _compact_body
+                bodies = [make(seed) for seed in range(64)]
                 send, receive = trio.open_memory_channel[bytes](requests)
                 for i in range(requests):
                     send.send_nowait(bodies[i % len(bodies)])
@@ -130,11 +147,53 @@ def bench_route(requests: int = 800, tasks: int = 16) -> None:
                 cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0
                 records = requests * RECORDS
                 print(
-                    f"route() PutRecords: {cpu / records * 1e9:.0f} ns of event-loop CPU "
+                    f"route() PutRecords ({form}): {cpu / records * 1e9:.0f} ns of event-loop CPU "
                     f"per record, {records / wall:,.0f} records/s"
                 )
 
     trio.run(main)
+
+
+def bench_gil(number: int = 200) -> None:
+    import threading
+
+    from broker.hashing import ShardRouter, even_ranges
+    from broker.model import Shard
+    from broker.protocol.packing import pack_put_records
+
+    router = ShardRouter([Shard(i, r, 0) for i, r in enumerate(even_ranges(8))])
+    rng = random.Random(5)
+    digests = b"".join(md5(rng.randbytes(8)).digest() for _ in range(RECORDS))
+    positions = router.digest_positions(digests)
+    listed = positions.tolist()
+    ends = np.arange(8, dtype=np.intp)
+    ids = [f"shardId-{i:012d}" for i in range(8)]
+    firsts: list[int | None] = [((1 << 96) | (i << 64)) + 5 for i in range(8)]
+    calls = {
+        "np.argsort (stable)": lambda: np.argsort(positions, kind="stable"),
+        "np.searchsorted": lambda: np.searchsorted(ends, positions),
+        "ShardRouter.digest_positions": lambda: router.digest_positions(digests),
+        "pack_put_records": lambda: pack_put_records(listed, ids, firsts),
+    }
+    for label, call in calls.items():
+        alone = timeit.timeit(call, number=number) / number
+        stop = threading.Event()
+
+        def busy(stop: threading.Event = stop) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+
+        thread = threading.Thread(target=busy)
+        thread.start()
+        try:
+            beside = timeit.timeit(call, number=number // 4) / (number // 4)
+        finally:
+            stop.set()
+            thread.join()
+        print(
+            f"{label:30s} alone {alone * 1e6:8.1f} us, beside a busy thread {beside * 1e6:8.1f} us"
+        )
 
 
 def bench_answer() -> None:
@@ -524,6 +583,7 @@ BENCHES = {
     "decode": bench_decode,
     "commit": bench_commit,
     "route": bench_route,
+    "gil": bench_gil,
 }
 
 

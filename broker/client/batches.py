@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import trio
 
+from ..protocol.compact_puts import Placed
+
 #: A record's request entry: ``{"Data": bytes, "PartitionKey": str[, "ExplicitHashKey": str]}``.
 Entry = dict[str, Any]
 
@@ -37,6 +39,7 @@ class Batch:
     __slots__ = (
         "answers",
         "capacity",
+        "digests",
         "done",
         "entries",
         "error",
@@ -51,6 +54,9 @@ class Batch:
 
     def __init__(self, opened_at: float, capacity: int) -> None:
         self.entries: list[Entry] = []
+        #: The MD5 digest of each entry's key, when ``send`` hashed every one (it routes by
+        #: them); a batch with any entry added otherwise has fewer, and is hashed again.
+        self.digests: list[bytes] = []
         #: ``time.perf_counter()`` of each record's ``send``, for the latency figures.
         self.times: list[float] = []
         #: Bytes (data plus keys, as the broker counts a request's size) it may take,
@@ -61,7 +67,7 @@ class Batch:
         self.opened_at = opened_at
         self.done = trio.Event()
         #: The broker's entries (maps), or ``(ShardId, SequenceNumber)`` from a compact answer.
-        self.answers: list[dict[str, Any]] | list[tuple[str, str]] | None = None
+        self.answers: list[dict[str, Any]] | list[tuple[str, str]] | Placed | None = None
         self.error: BaseException | None = None
         self.moved: dict[int, tuple[Batch, int]] | None = None
         #: Idempotence: the (producer id, batch number) it was first sent under,

@@ -83,7 +83,7 @@ from ..hashing import (
     parse_explicit_hash_key,
     validate_partition_key,
 )
-from ..protocol.compact_puts import answered, compact_request
+from ..protocol.compact_puts import Placed, compact_request
 from .backoff import Backoff
 from .batches import (
     Batch,
@@ -310,12 +310,14 @@ class Producer:
         if self._buffered + size > self._room_limit:
             await self._wait_for_room(size)
         # _add, inlined: this is the per-record path.
-        lane = self._positions[bisect_left(self._ends, md5(key_bytes).digest())]
+        digest = md5(key_bytes).digest()
+        lane = self._positions[bisect_left(self._ends, digest)]
         batch = lane.open
         if batch is None or size > batch.free:
             batch = self._next_open(lane)
         entries = batch.entries
         entries.append({"Data": data, "PartitionKey": partition_key})
+        batch.digests.append(digest)
         batch.times.append(perf_counter())
         batch.free -= size
         self._buffered += size
@@ -541,7 +543,9 @@ class Producer:
     async def _put(self, lane: Lane, batch: Batch) -> dict[str, Any]:
         # Compact columns (the broker routes them by the hash keys computed here), or the
         # map form when a record is not plainly valid, so that the broker names it.
-        request: dict[str, Any] = compact_request(batch.entries) or {"Records": batch.entries}
+        entries, digests = batch.entries, batch.digests
+        known = digests if len(digests) == len(entries) else None
+        request: dict[str, Any] = compact_request(entries, known) or {"Records": entries}
         request[self._stream_field] = self.stream
         if self._idempotent:
             request["ProducerId"] = batch.producer_id
@@ -574,7 +578,7 @@ class Producer:
         if "Records" not in answer and "Positions" in answer:
             # The compact answer: every record landed.
             try:
-                placed = answered(answer)
+                placed: Placed | list[tuple[str, str]] = Placed(answer)
             except (KeyError, TypeError, IndexError, ValueError):
                 placed = []
             if len(placed) != len(batch.entries):
@@ -618,7 +622,7 @@ class Producer:
     def _settle_answered(
         self,
         batch: Batch,
-        answers: list[dict[str, Any]] | list[tuple[str, str]],
+        answers: list[dict[str, Any]] | list[tuple[str, str]] | Placed,
         deduplicated: bool,
         skip: dict[int, tuple[Batch, int]] | None = None,
     ) -> None:

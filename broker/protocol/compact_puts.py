@@ -50,12 +50,16 @@ def position_bytes(positions: Sequence[int] | npt.NDArray[np.intp], shards: int)
     return np.asarray(positions).astype(width).tobytes()
 
 
-def compact_request(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def compact_request(
+    records: Sequence[Mapping[str, Any]], digests: Sequence[bytes] | None = None
+) -> dict[str, Any] | None:
     """``records`` (maps with Kinesis names) as compact columns with their hash keys.
 
     None when a record is not plainly valid (a missing or mistyped field, an
     unknown one, a key that is not valid UTF-8, a malformed ExplicitHashKey):
-    the map form then lets the broker name the offending record.
+    the map form then lets the broker name the offending record. ``digests``:
+    the MD5 of each record's key, already computed (a ``Producer`` routes by
+    them); used when every record is a plain ``Data`` and ``PartitionKey``.
     """
     if not records:
         return None  # the map form's error names Records
@@ -67,10 +71,13 @@ def compact_request(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | No
         except KeyError:
             return None
         if set(map(type, keys)) == {str} and set(map(type, datas)) == {bytes}:
-            try:
-                hashes = b"".join([md5(key.encode()).digest() for key in keys])
-            except UnicodeEncodeError:
-                return None
+            if digests is not None and len(digests) == len(keys):
+                hashes = b"".join(digests)
+            else:
+                try:
+                    hashes = b"".join([md5(key.encode()).digest() for key in keys])
+                except UnicodeEncodeError:
+                    return None
             return {"Compact": True, "PartitionKeys": keys, "Data": datas, "HashKeys": hashes}
     return _compact_one_by_one(records)
 
@@ -112,3 +119,38 @@ def answered(body: Mapping[str, Any]) -> list[tuple[str, str]]:
         following[position] = sequence + 1
         add((shard_ids[position], str(sequence)))
     return out
+
+
+class Placed:
+    """``(ShardId, SequenceNumber)`` per record of a compact answer.
+
+    A ``Producer`` batch goes to one shard: its record *i* is the first
+    sequence number plus *i*, so nothing is made per record until a handle
+    asks. Any other answer is expanded whole (``answered``) at once.
+    """
+
+    __slots__ = ("_count", "_expanded", "_first", "_shard_id")
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        shard_ids: list[str] = body["ShardIds"]
+        raw: bytes = body["Positions"]
+        self._first = -1
+        self._shard_id = ""
+        self._expanded: list[tuple[str, str]] = []
+        if len(shard_ids) <= ONE_BYTE_SHARDS and raw and raw.count(raw[:1]) == len(raw):
+            self._first = int(body["FirstSequenceNumbers"][raw[0]])
+            self._shard_id = shard_ids[raw[0]]
+            self._count = len(raw)
+        else:
+            self._expanded = answered(body)
+            self._count = len(self._expanded)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> tuple[str, str]:
+        if self._first < 0:
+            return self._expanded[index]
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        return self._shard_id, str(self._first + index)
