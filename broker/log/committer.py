@@ -117,6 +117,7 @@ class GroupCommitter:
             maintain = forced or now >= next_maintenance
             if maintain:
                 next_maintenance = now + self._interval
+            started = time.perf_counter()
             try:
                 report = self._store.commit(ops, self._clock(), maintain=maintain)
             except Exception as exc:  # a bug: fail this group loudly, keep serving
@@ -124,6 +125,8 @@ class GroupCommitter:
                 for op in ops:
                     op.error, op.result = error, None
                 report = CommitReport()
+            report.operations = len(ops)
+            report.seconds = time.perf_counter() - started
             if report.more_maintenance or self._store.drops:
                 self._force_maintenance = True
             if not ops and not report.batches:

@@ -137,6 +137,10 @@ class CommitReport:
     changed_streams: list[int] = field(default_factory=list)
     #: True when maintenance ran out of its chunk budget and wants another commit.
     more_maintenance: bool = False
+    #: Operations the commit carried, and its wall time in the writer thread (staging
+    #: the values and the durable commit); set by the group committer.
+    operations: int = 0
+    seconds: float = 0.0
 
 
 class Commit:

@@ -63,6 +63,10 @@ LATENCY_BUCKETS = (
 BATCH_RECORD_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 #: Bytes per stored batch.
 BATCH_BYTE_BUCKETS = tuple(float(1 << n) for n in range(8, 25, 2))
+#: Seconds per durable commit (its sync is most of it).
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+#: Operations (appends, stream changes, ...) per commit.
+COMMIT_OPERATION_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def _escape(value: str) -> str:
@@ -131,6 +135,10 @@ class ServerMetrics:
     committed_records: int = 0
     batch_records: Histogram = field(default_factory=lambda: Histogram(BATCH_RECORD_BUCKETS))
     batch_bytes: Histogram = field(default_factory=lambda: Histogram(BATCH_BYTE_BUCKETS))
+    commit_seconds: Histogram = field(default_factory=lambda: Histogram(COMMIT_BUCKETS))
+    commit_operations: Histogram = field(
+        default_factory=lambda: Histogram(COMMIT_OPERATION_BUCKETS)
+    )
     log: Log | None = None
     extra_sources: list[Callable[[], str]] = field(default_factory=list)
 
@@ -186,6 +194,9 @@ class ServerMetrics:
 
     def on_commit(self, report: CommitReport) -> None:
         self.commits += 1
+        if report.operations:
+            self.commit_seconds.observe(report.seconds)
+            self.commit_operations.observe(report.operations)
         for batch in report.batches:
             self.committed_records += batch.count
             self.batch_records.observe(batch.count)
@@ -251,6 +262,18 @@ class ServerMetrics:
         lines += self.batch_records.lines("shardline_log_batch_records")
         lines += _header("shardline_log_batch_bytes", "histogram", "Bytes per stored batch.")
         lines += self.batch_bytes.lines("shardline_log_batch_bytes")
+        lines += _header(
+            "shardline_log_commit_seconds",
+            "histogram",
+            "Time of a durable commit in the writer thread: staging its values and the sync.",
+        )
+        lines += self.commit_seconds.lines("shardline_log_commit_seconds")
+        lines += _header(
+            "shardline_log_commit_operations",
+            "histogram",
+            "Operations (appends from requests, stream changes) grouped into one commit.",
+        )
+        lines += self.commit_operations.lines("shardline_log_commit_operations")
         if self.log is not None:
             lines += _shard_lines(self.log)
         text = "\n".join(lines) + "\n"

@@ -82,6 +82,15 @@ async def test_metrics_cover_traffic_shards_and_commits(served: Served) -> None:
     assert batches[("shardline_log_batch_records_bucket", (("le", "10.0"),))] == 2
     assert batches[("shardline_log_batch_records_bucket", (("le", "5.0"),))] == 1
     assert m["shardline_log_committed_records"][("shardline_log_committed_records_total", ())] == 11
+    commits = m["shardline_log_commits"][("shardline_log_commits_total", ())]
+    timed = m["shardline_log_commit_seconds"]
+    assert m["shardline_log_commit_seconds:type"] == "histogram"
+    assert timed[("shardline_log_commit_seconds_count", ())] == commits >= 3  # stream, 2 puts
+    assert timed[("shardline_log_commit_seconds_sum", ())] > 0
+    grouped = m["shardline_log_commit_operations"]
+    assert grouped[("shardline_log_commit_operations_count", ())] == commits
+    # One request at a time: every commit carried one operation.
+    assert grouped[("shardline_log_commit_operations_sum", ())] == commits
 
     latest = m["shardline_shard_latest_offset"]
     assert latest[("shardline_shard_latest_offset", (("shard", S0), ("stream", "s")))] == 10
