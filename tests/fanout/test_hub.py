@@ -65,6 +65,14 @@ async def log(tmp_path: Path) -> AsyncIterator[Log]:
         yield opened
 
 
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled subscription is cut 0.2 s after its cause, not STALL_GRACE_S."""
+    from broker.fanout import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
+
+
 async def put(log: Log, *payloads: bytes, index: int = 0) -> None:
     await log.append("s", {index: [("k", p) for p in payloads]})
 
@@ -243,11 +251,8 @@ async def test_parked_subscribers_get_new_batches_written_without_a_wake(log: Lo
 
 
 async def test_a_subscriber_that_stops_reading_is_cut_after_its_lifetime(
-    log: Log, monkeypatch: pytest.MonkeyPatch
+    log: Log, short_grace: None
 ) -> None:
-    from broker.fanout import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
     desc = await log.create_stream("s", 1)
     await put(log, b"x")
     hub = FanoutHub(log, HubConfig(heartbeat_s=0.05, lifetime_s=0.3))
@@ -261,14 +266,11 @@ async def test_a_subscriber_that_stops_reading_is_cut_after_its_lifetime(
 
 
 async def test_a_subscriber_that_waited_once_is_not_cut_later(
-    log: Log, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock
+    log: Log, short_grace: None, mock_clock: trio.testing.MockClock
 ) -> None:
     # A batch the commit listener cannot write (no room) wakes the subscription's
     # task instead; that wake-up must not start the stall grace, or every subscriber
     # that once had to wait would be cut STALL_GRACE_S later.
-    from broker.fanout import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
     desc = await log.create_stream("s", 1)
     hub = FanoutHub(log, HubConfig(heartbeat_s=60, lifetime_s=3600))
     sink = ListSink()
@@ -291,11 +293,8 @@ async def test_a_subscriber_that_waited_once_is_not_cut_later(
 
 
 async def test_a_stalled_subscription_taken_over_is_cut_after_the_grace(
-    log: Log, monkeypatch: pytest.MonkeyPatch
+    log: Log, short_grace: None
 ) -> None:
-    from broker.fanout import hub as hub_module
-
-    monkeypatch.setattr(hub_module, "STALL_GRACE_S", 0.2)
     desc = await log.create_stream("s", 1)
     await put(log, b"x")
     hub = FanoutHub(log, HubConfig(heartbeat_s=60, lifetime_s=3600, takeover_window_s=0))
