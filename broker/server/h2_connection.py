@@ -184,7 +184,8 @@ class H2ServerConnection:
         #: What a direct write (``send_soon``) left over: sent first by the write loop.
         self.unsent = b""
         #: The socket's descriptor for direct writes; -1 for TLS and other streams.
-        self.fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        #: The plain socket, for writes without a trio checkpoint (``send_soon``); None for TLS.
+        self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         #: Set when the read loop left output (acknowledgements, settings) to send.
         self.output_ready = trio.Event()
         self.last_activity = trio.current_time()
@@ -460,7 +461,12 @@ class H2ServerConnection:
             state = self.h2.streams.get(stream_id)
             if state is not None and not state.closed:
                 self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
-        await self._flush()
+        # Written at once when nothing else is sending (``send_soon``); what the socket
+        # does not take is sent by waiting for room, so a client that does not read
+        # still holds its handler (and its stream) here.
+        self.send_soon()
+        if self.sock is None or self.unsent or self.send_lock.locked():
+            await self._flush()
 
     async def _send_data(self, stream: _Stream, body: bytes, *, end_stream: bool) -> bool:
         """Queue ``body`` on the stream as its windows allow; False if the stream was reset.
@@ -538,14 +544,16 @@ class H2ServerConnection:
         interleave); what the socket does not take now is left to the write loop,
         ahead of anything queued later.
         """
-        if self.fd < 0 or self.unsent or self.send_lock.locked():
+        # Asked each time: a closed socket's descriptor is -1, never a reused number.
+        fd = self.sock.fileno() if self.sock is not None else -1
+        if fd < 0 or self.unsent or self.send_lock.locked():
             self.output_ready.set()
             return
         data = self.h2.data_to_send()
         if not data:
             return
         try:
-            sent = os.write(self.fd, data)
+            sent = os.write(fd, data)
         except OSError:  # full (EAGAIN) or broken: the write loop sends it or fails
             sent = 0
         self.metrics.bytes_out += sent
