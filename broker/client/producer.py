@@ -140,7 +140,11 @@ class ProducerTransport(Protocol):
 
 
 def _answered_elsewhere(lane: Lane, answer: dict[str, Any]) -> bool:
-    """Whether the broker put the batch's first or last record in another shard than its lane's."""
+    """Whether the broker put records of the batch in another shard than its lane's.
+
+    A map answer is judged by its first and last entries, a compact one by every
+    shard that got a first sequence number.
+    """
     shard_ids, firsts = answer.get("ShardIds"), answer.get("FirstSequenceNumbers")
     if "Records" not in answer and isinstance(shard_ids, list) and isinstance(firsts, list):
         # A compact answer: a shard id with a first sequence number got records.

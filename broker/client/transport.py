@@ -37,7 +37,6 @@ and the credit for them is granted with raw frames.
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
@@ -56,6 +55,7 @@ from h2.errors import ErrorCodes
 from ..errors import ShardlineError
 from ..protocol import h2_patch
 from ..protocol.receiving import SocketReader
+from ..protocol.sending import write_now
 
 h2_patch.apply()
 
@@ -203,18 +203,13 @@ class _Connection:
         at the ingest peak). What the socket does not take goes the usual way,
         which waits for room: the caller still waits while the peer does not read.
         """
-        # Asked each time: a closed socket's descriptor is -1, never a reused number.
-        fd = self.sock.fileno() if self.sock is not None else -1
-        if fd >= 0 and not self.send_lock.locked():
+        if self.sock is not None and not self.send_lock.locked():
             data = self.h2.data_to_send()
             if self.outbox:
                 data, self.outbox = bytes(self.outbox + data), bytearray()
             if not data:
                 return
-            try:
-                sent = os.write(fd, data)
-            except OSError:  # full, or broken: send_all waits for room or raises
-                sent = 0
+            sent = write_now(self.sock, data)
             if sent == len(data):
                 return
             self.outbox[:0] = memoryview(data)[sent:]

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -61,6 +60,7 @@ from ..errors import HeaderListTooLargeError, RequestTooLargeError, ShardlineErr
 from ..operations import Broker
 from ..protocol import h2_patch
 from ..protocol.receiving import SocketReader
+from ..protocol.sending import write_now
 from .metrics import ServerMetrics
 from .routing import Response, early_error, route
 
@@ -183,7 +183,6 @@ class H2ServerConnection:
         self.send_lock = trio.Lock()
         #: What a direct write (``send_soon``) left over: sent first by the write loop.
         self.unsent = b""
-        #: The socket's descriptor for direct writes; -1 for TLS and other streams.
         #: The plain socket, for writes without a trio checkpoint (``send_soon``); None for TLS.
         self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         #: Set when the read loop left output (acknowledgements, settings) to send.
@@ -544,18 +543,14 @@ class H2ServerConnection:
         interleave); what the socket does not take now is left to the write loop,
         ahead of anything queued later.
         """
-        # Asked each time: a closed socket's descriptor is -1, never a reused number.
-        fd = self.sock.fileno() if self.sock is not None else -1
-        if fd < 0 or self.unsent or self.send_lock.locked():
+        if self.sock is None or self.unsent or self.send_lock.locked():
             self.output_ready.set()
             return
         data = self.h2.data_to_send()
         if not data:
             return
-        try:
-            sent = os.write(fd, data)
-        except OSError:  # full (EAGAIN) or broken: the write loop sends it or fails
-            sent = 0
+        # What the socket refuses (full, closed, broken) the write loop sends or fails on.
+        sent = write_now(self.sock, data)
         self.metrics.bytes_out += sent
         if sent < len(data):
             self.unsent = data[sent:]
