@@ -81,25 +81,18 @@ class ShardEvents:
         self, response: StreamedResponse, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     ) -> None:
         self._response = response
-        self._decoder = EventDecoder(max_event_bytes)
-        self._ready: deque[Event] = deque()
-        self._ended = False
+        self._events = DecodedEvents(max_event_bytes)
 
     def __aiter__(self) -> ShardEvents:
         return self
 
     async def __anext__(self) -> Event:
-        ready = self._ready
-        while not ready:
-            if self._ended:
+        events = self._events
+        while not events.ready:
+            if events.ended:
                 raise StopAsyncIteration
-            chunk = await self._response.receive_some()
-            if chunk:
-                ready.extend(self._decoder.feed(chunk))
-            else:
-                self._ended = True
-                self._decoder.close()
-        return ready.popleft()
+            events.feed(await self._response.receive_some())
+        return events.ready.popleft()
 
     async def wire(self) -> AsyncIterator[bytes]:
         """The events as they are on the wire, one msgpack map each, not decoded.
@@ -110,61 +103,111 @@ class ShardEvents:
         ``skip`` (it walks a map without building it); nothing checks the
         schema. Use either this or ``async for``, not both.
         """
-        splitter = msgpack.Unpacker(max_buffer_size=self._decoder.max_event_bytes * 2)
-        buffer = bytearray()
-        dropped = 0  # bytes of the body before ``buffer[0]``
-        # Where the event being split began: after OutOfData the unpacker resumes the
-        # same event with the next chunk, so its position is not the event's start.
-        start = 0
+        splitter = WireSplitter(self._events.max_event_bytes)
         while True:
             chunk = await self._response.receive_some()
             if not chunk:
-                if buffer:
-                    raise SerializationError(
-                        f"the event stream ended inside an event ({len(buffer)} bytes of it)"
-                    )
+                splitter.close()
                 return
-            try:
-                splitter.feed(chunk)
-            except msgpack.BufferFull:
-                raise SerializationError(
-                    f"an event is larger than {self._decoder.max_event_bytes} bytes"
-                ) from None
-            # A chunk that begins at an event's start (the usual case: one DATA frame,
-            # one event) is cut as it is; one that continues an event joins ``buffer``.
-            whole = not buffer
-            if not whole:
-                buffer += chunk
-            while True:
-                try:
-                    splitter.skip()
-                except msgpack.OutOfData:
-                    break
-                except (ValueError, msgpack.UnpackException) as exc:
-                    raise SerializationError(
-                        f"the event stream is not valid msgpack: {exc}"
-                    ) from exc
-                end = splitter.tell()
-                if not whole:
-                    yield bytes(buffer[start - dropped : end - dropped])
-                elif start == dropped and end - dropped == len(chunk):
-                    yield chunk
-                else:
-                    yield chunk[start - dropped : end - dropped]
-                start = end
-            if whole:
-                buffer += chunk[start - dropped :]
-            else:
-                del buffer[: start - dropped]
-            dropped = start
+            for event in splitter.feed(chunk):
+                yield event
 
     def statistics(self) -> dict[str, int]:
         """Events decoded and not yet taken, and the transport's buffered bytes."""
         return {
-            "ready_events": len(self._ready),
-            "partial_event_bytes": self._decoder.pending_bytes,
+            "ready_events": len(self._events.ready),
+            "partial_event_bytes": self._events.decoder.pending_bytes,
             **self._response.statistics(),
         }
+
+
+class DecodedEvents:
+    """The events decoded from a body's chunks and not yet taken (sans-IO).
+
+    ``feed(b"")`` marks the end: a body that ended inside an event raises
+    ``SerializationError`` there.
+    """
+
+    __slots__ = ("decoder", "ended", "ready")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.decoder = EventDecoder(max_event_bytes)
+        self.ready: deque[Event] = deque()
+        self.ended = False
+
+    @property
+    def max_event_bytes(self) -> int:
+        return self.decoder.max_event_bytes
+
+    def feed(self, chunk: bytes) -> None:
+        if chunk:
+            self.ready.extend(self.decoder.feed(chunk))
+        else:
+            self.ended = True
+            self.decoder.close()
+
+
+class WireSplitter:
+    """Push events cut out of a body's chunks as their wire bytes (``ShardEvents.wire``).
+
+    The events are split with msgpack's ``skip`` (it walks a map without
+    building it); nothing checks the schema. A chunk that begins at an
+    event's start and holds whole events (the usual case: one DATA frame,
+    one event) is cut as it is, without a copy.
+    """
+
+    __slots__ = ("_buffer", "_dropped", "_max_event_bytes", "_splitter", "_start")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._max_event_bytes = max_event_bytes
+        self._splitter = msgpack.Unpacker(max_buffer_size=max_event_bytes * 2)
+        self._buffer = bytearray()
+        self._dropped = 0  # bytes of the body before ``_buffer[0]``
+        # Where the event being split began: after OutOfData the unpacker resumes the
+        # same event with the next chunk, so its position is not the event's start.
+        self._start = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events that ``chunk`` completes, in order."""
+        try:
+            self._splitter.feed(chunk)
+        except msgpack.BufferFull:
+            raise SerializationError(
+                f"an event is larger than {self._max_event_bytes} bytes"
+            ) from None
+        splitter, buffer, dropped, start = self._splitter, self._buffer, self._dropped, self._start
+        whole = not buffer
+        if not whole:
+            buffer += chunk
+        events: list[bytes] = []
+        while True:
+            try:
+                splitter.skip()
+            except msgpack.OutOfData:
+                break
+            except (ValueError, msgpack.UnpackException) as exc:
+                raise SerializationError(f"the event stream is not valid msgpack: {exc}") from exc
+            end = splitter.tell()
+            if not whole:
+                events.append(bytes(buffer[start - dropped : end - dropped]))
+            elif start == dropped and end - dropped == len(chunk):
+                events.append(chunk)
+            else:
+                events.append(chunk[start - dropped : end - dropped])
+            start = end
+        if whole:
+            buffer += chunk[start - dropped :]
+        else:
+            del buffer[: start - dropped]
+        self._dropped = self._start = start
+        return events
+
+    def close(self) -> None:
+        """The body ended: ``SerializationError`` if it ended inside an event."""
+        if self._buffer:
+            raise SerializationError(
+                f"the event stream ended inside an event ({len(self._buffer)} bytes of it)"
+            )
 
 
 def records_of(event: RecordsEvent) -> list[Record]:

@@ -54,6 +54,7 @@ from h2.errors import ErrorCodes
 
 from ..errors import ShardlineError
 from ..protocol import h2_patch
+from ..protocol.frames import FRAME_HEADER, FrameSplitter, data_payload, window_update
 from ..protocol.receiving import SocketReader
 from ..protocol.sending import write_now
 
@@ -68,11 +69,6 @@ READ_SIZE = 256 * 1024
 SETTINGS_TIMEOUT_S = 10.0
 #: A streamed response's default buffer bound: its stream's flow-control window.
 STREAM_BUFFER = 1 * MIB
-#: HTTP/2 frame types and flags read by ``_Connection.receive`` (RFC 9113 section 6).
-DATA_FRAME = 0x0
-END_STREAM = 0x1
-PADDED = 0x8
-FRAME_HEADER = 9
 #: The HTTP/2 bounds of a stream window (RFC 9113 section 6.9.2).
 DEFAULT_WINDOW = 65_535
 MAX_WINDOW = (1 << 31) - 1
@@ -137,9 +133,22 @@ def client_connection() -> h2.connection.H2Connection:
     )
 
 
-def window_update(stream_id: int, increment: int) -> bytes:
-    """A WINDOW_UPDATE frame (RFC 9113 section 6.9)."""
-    return b"\x00\x00\x04\x08\x00" + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
+def receiving_connection(stream_window: int) -> h2.connection.H2Connection:
+    """A client connection whose streams may each be sent ``stream_window`` bytes ahead.
+
+    Frames up to ``MAX_FRAME_SIZE`` are accepted; the broker may not push.
+    """
+    connection = client_connection()
+    connection.local_settings = h2.settings.Settings(
+        client=True,
+        initial_values={
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
+        },
+    )
+    connection.max_inbound_frame_size = MAX_FRAME_SIZE
+    return connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +170,10 @@ class _Connection:
         self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         self.authority = authority.encode()
         self.scheme = scheme.encode()
-        self.h2 = client_connection()
-        self.h2.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window,
-            },
-        )
+        self.h2 = receiving_connection(stream_window)
         self.stream_window = stream_window
         #: Streamed data received whose connection-level window is not yet given back.
         self.connection_credit = 0
-        self.h2.max_inbound_frame_size = MAX_FRAME_SIZE
         self.send_lock = trio.Lock()
         self.pending: dict[int, _Pending] = {}
         self.slot_free = trio.Event()
@@ -186,8 +186,8 @@ class _Connection:
         self.alive = True
         #: Set once the connection is lost or closed.
         self.closed = trio.Event()
-        #: The start of a frame whose end has not arrived yet (``receive``).
-        self.partial = b""
+        #: Cuts what is read into frames, streamed DATA apart (``receive``).
+        self.splitter = FrameSplitter(MAX_FRAME_SIZE)
 
     async def start(self) -> None:
         self.h2.initiate_connection()
@@ -278,62 +278,34 @@ class _Connection:
     def receive(self, data: bytes, max_response_bytes: int) -> None:
         """Handle bytes read from the socket: streamed DATA frames here, every other frame in h2.
 
-        Frames are handled whole and in order; the start of an incomplete one
-        waits in ``partial`` for the next read. A frame larger than
-        SETTINGS_MAX_FRAME_SIZE is refused (``FrameTooLargeError``, a
-        ``ProtocolError``) as soon as its header is here.
+        Frames are handled whole and in order (``FrameSplitter``); a DATA
+        frame of a streamed response is taken directly once its headers were
+        handled, else it goes to h2 with the rest.
         """
-        if self.partial:
-            data, self.partial = self.partial + data, b""
-        size = len(data)
-        pos = run = 0  # data[run:pos] is for h2, not handed over yet
-        limit = self.h2.max_inbound_frame_size
-        while pos + FRAME_HEADER <= size:
-            length = int.from_bytes(data[pos : pos + 3], "big")
-            end = pos + FRAME_HEADER + length
-            if length > limit:
-                raise h2.exceptions.FrameTooLargeError(
-                    f"a frame of {length} bytes, over the {limit} allowed"
-                )
-            if end > size:
-                break
-            if data[pos + 3] == DATA_FRAME and not data[pos + 4] & END_STREAM:
-                stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFF_FFFF
-                pending = self.pending.get(stream_id)
-                if type(pending) is _Streaming and not pending.done.is_set():
-                    if run < pos:  # the frames before it first: its headers may be among them
-                        self._to_h2(data[run:pos], max_response_bytes)
-                        run = pos
-                    if (
-                        self.alive
-                        and pending.headers_received
-                        and not pending.done.is_set()
-                        and self._take_data(pending, data, pos, end)
-                    ):
-                        run = end
-            pos = end
-        if run < pos:
-            self._to_h2(data[run:pos], max_response_bytes)
-        if pos < size:
-            self.partial = data[pos:]
+        frames, segments = self.splitter.feed(data, self._streamed)
+        pending_streams = self.pending
+        for stream_id, start, end in segments:
+            if stream_id:
+                pending = pending_streams.get(stream_id)
+                if (
+                    type(pending) is _Streaming
+                    and self.alive
+                    and pending.headers_received
+                    and not pending.done.is_set()
+                ):
+                    payload = data_payload(frames, start, end)
+                    if payload is not None:
+                        self._take_data(pending, payload, end - start - FRAME_HEADER)
+                        continue
+            for event in self.h2.receive_data(frames[start:end]):
+                self._on_event(event, max_response_bytes)
 
-    def _to_h2(self, frames: bytes, max_response_bytes: int) -> None:
-        for event in self.h2.receive_data(frames):
-            self._on_event(event, max_response_bytes)
+    def _streamed(self, stream_id: int) -> bool:
+        pending = self.pending.get(stream_id)
+        return type(pending) is _Streaming and not pending.done.is_set()
 
-    def _take_data(self, pending: _Streaming, data: bytes, pos: int, end: int) -> bool:
-        """Queue a streamed DATA frame's payload and count its connection credit.
-
-        False (the frame is left to h2) for a padding length that does not fit.
-        """
-        start = pos + FRAME_HEADER
-        if data[pos + 4] & PADDED:
-            if start == end or data[start] >= end - start:
-                return False
-            payload = data[start + 1 : end - data[start]]
-        else:
-            payload = data[start:end]
-        length = end - start
+    def _take_data(self, pending: _Streaming, payload: bytes, length: int) -> None:
+        """Queue a streamed DATA frame's payload and count its connection credit."""
         if length:
             self.connection_credit += length
             if self.connection_credit >= CONNECTION_CREDIT:
@@ -343,7 +315,6 @@ class _Connection:
             pending.queue.append((payload, length))
             pending.buffered += len(payload)
             pending.readable.set()
-        return True
 
     def _on_event(self, event: h2.events.Event, max_response_bytes: int) -> None:
         if isinstance(event, h2.events.ResponseReceived):

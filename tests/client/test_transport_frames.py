@@ -131,7 +131,7 @@ def test_streamed_frames_arrive_whole_in_order_and_are_granted_back(
 
         assert b"".join(received) == b"".join(sent)
         assert len(through_h2) == (1 if end else 0)
-        assert client.partial == b""
+        assert client.splitter.partial == b""
         assert streaming.headers_received and streaming.content_type == "x/y"
         assert streaming.done.is_set() == end
         assert plain.done.is_set() and plain.status == 200
