@@ -9,10 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 SHARDLINE = [sys.executable, "-m", "broker.cli"]
 DEADLINE_S = 60
@@ -50,17 +47,6 @@ class Server:
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(timeout=DEADLINE_S)
         return self.process.returncode, out
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
 
 
 def test_create_put_and_get_back_in_order_per_shard(server: Server) -> None:

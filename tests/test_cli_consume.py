@@ -9,11 +9,9 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-import pytest
 import trio
 
 from broker.client import CheckpointInfo, Client, LeaseInfo
@@ -22,17 +20,6 @@ from tests.test_cli import DEADLINE_S, SHARDLINE, Server
 from tests.test_cli_subscribe import lines_of, put_lines
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
 
 
 def consume(server: Server, *args: str) -> subprocess.Popen[str]:

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.test_cli import Server
 
 ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
 
 
 def test_register_list_describe_deregister(server: Server) -> None:

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.test_cli import Server
 
 ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/"
 FN = "python:handlers.orders:handle"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
 
 
 def ok(server: Server, *args: str) -> dict[str, Any]:

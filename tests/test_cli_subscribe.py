@@ -8,27 +8,13 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from broker.client import Client
 from tests.test_cli import DEADLINE_S, SHARDLINE, Server
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.kill()
-            running.process.wait()
 
 
 def register(server: Server, stream: str, consumer: str) -> None:

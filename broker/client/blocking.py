@@ -18,15 +18,19 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, suppress
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 import trio
 
+from ..fanout.events import DEFAULT_MAX_EVENT_BYTES
+from . import sync_streaming
 from .batches import ProducerStatistics, RecordHandle
-from .client import Client
+from .client import DEFAULT_TIMEOUT, Client
 from .producer import Producer
+from .sync_streaming import SyncShardEvents
+from .transport import STREAM_BUFFER
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,14 +101,49 @@ class SyncClient:
 
     Every coroutine method of ``Client`` (``create_stream``, ``put_records``,
     ``get_records``, ``acquire_lease``, ...) is here with the same arguments
-    and results. Push subscriptions (``subscribe_to_shard``) and read-ahead
-    pages need an event loop: use ``Client`` or ``consumers.group``'s blocking
-    group for those.
+    and results. ``subscribe_to_shard`` is a push subscription read by the
+    calling thread itself (``broker.client.sync_streaming``). Read-ahead pages
+    need an event loop: use ``Client`` or ``consumers.group``'s blocking group
+    for those.
     """
 
     def __init__(self, endpoint: str = "http://127.0.0.1:4567", **options: Any) -> None:
+        self._endpoint = endpoint
+        self._options = options
         self._portal: _Portal[Client] = _Portal(
             lambda: Client(endpoint, **options), "shardline-sync-client"
+        )
+
+    def subscribe_to_shard(
+        self,
+        consumer_arn: str,
+        shard_id: str,
+        starting_position: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        read_timeout: float | None = None,
+        stream_buffer_bytes: int = STREAM_BUFFER,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> AbstractContextManager[SyncShardEvents]:
+        """``with client.subscribe_to_shard(arn, shard, {"Type": ...}) as events:``
+
+        One push subscription on a blocking connection of its own, read by the
+        calling thread (``broker.client.sync_streaming``). ``timeout`` (the
+        client's by default) bounds the wait for the answer; ``read_timeout``
+        bounds each wait for bytes after it (None: no bound). Resubscribing
+        ``AFTER_SEQUENCE_NUMBER`` the last continuation is the caller's job.
+        """
+        limit = self._options.get("timeout", DEFAULT_TIMEOUT) if timeout is None else timeout
+        return sync_streaming.subscribe_to_shard(
+            self._endpoint,
+            consumer_arn,
+            shard_id,
+            starting_position,
+            timeout=limit,
+            read_timeout=read_timeout,
+            ssl_context=self._options.get("ssl_context"),
+            stream_buffer_bytes=stream_buffer_bytes,
+            max_event_bytes=max_event_bytes,
         )
 
     def __getattr__(self, name: str) -> Any:

@@ -61,6 +61,9 @@ Request = dict[str, Any]
 Response = dict[str, Any]
 Result = TypeVar("Result")
 
+#: How long a call waits for its answer unless told otherwise (``Client(timeout=...)``).
+DEFAULT_TIMEOUT = 30.0
+
 _SPECIAL_FIELDS = {"stream_arn": "StreamARN", "consumer_arn": "ConsumerARN"}
 
 
@@ -186,7 +189,7 @@ class Client(EventSourceMappings):
         self,
         endpoint: str = "http://127.0.0.1:4567",
         *,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.endpoint = endpoint

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,16 +11,6 @@ from broker.errors import InvalidArgumentError, ResourceNotFoundError
 from tests.test_cli import Server
 
 STREAM = "blocking"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        running.process.kill()
-        running.process.wait()
 
 
 def _all_records(client: SyncClient, stream: str) -> list[tuple[str, bytes]]:
@@ -48,7 +36,7 @@ def test_sync_client_runs_operations_and_raises_named_errors(server: Server) -> 
         with pytest.raises(ResourceNotFoundError):
             client.describe_stream_summary("no-such-stream")
         with pytest.raises(AttributeError):
-            client.subscribe_to_shard  # noqa: B018  (a push stream needs an event loop)
+            client.read_pages  # noqa: B018  (read-ahead pages need an event loop)
     with pytest.raises(RuntimeError):
         client.list_streams()  # closed
 

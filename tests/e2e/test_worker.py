@@ -24,16 +24,6 @@ DEADLINE_S = 60.0
 HANDLERS = "python:tests.e2e.worker_handlers"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path / "data")
-    try:
-        yield running
-    finally:
-        running.process.kill()
-        running.process.wait()
-
-
 class Workers:
     """``shardline worker`` processes writing what their handlers saw to one file."""
 
