@@ -58,6 +58,12 @@ shardline ahead).
   server or the reader counts against every record it delays (no coordinated
   omission). Percentiles and CDFs are computed with numpy, the same code for
   shardline and its peers (`bench/latency.py`).
+- Readers: shardline's subscribers in `fanout` and `isolation` use the trio
+  `Client.subscribe_to_shard`; in `latency` (rows "shardline") they use the
+  blocking `SyncClient.subscribe_to_shard`, which reads its socket in the
+  calling thread as the Redis readers' blocking redis-py client does, and the
+  rows "shardline, trio Client" repeat the 10-subscriber configurations with
+  the trio client.
 - **Redis Streams** (Debian's `redis-server` 7.0): AOF with `appendfsync
   always`, the durable comparison (Redis answers after the fsync of the
   event-loop iteration, as shardline answers after its group commit), and

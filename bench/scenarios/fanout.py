@@ -174,6 +174,8 @@ class Run:
     rate: int
     subscribers: int
     slow: bool
+    #: The subscribers read with the blocking ``SyncClient`` rather than the trio ``Client``.
+    blocking: bool = False
 
 
 def measure(options: Options, run: Run, duration: float, warmup: float) -> Row:
@@ -206,6 +208,7 @@ def measure(options: Options, run: Run, duration: float, warmup: float) -> Row:
                     arn,
                     "--delay",
                     str(delay),
+                    *(["--blocking"] if run.blocking else []),
                 )
             )
         _wait_ready(children)

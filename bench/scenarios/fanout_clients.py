@@ -26,6 +26,7 @@ import numpy as np
 import trio
 
 from broker.client import Client
+from broker.client.blocking import SyncClient
 from broker.client.transport import client_connection
 from broker.protocol import h2_patch
 from broker.protocol.codec import CONTENT_TYPE
@@ -278,6 +279,49 @@ def due_times(event: bytes) -> np.ndarray | None:
     ).copy()
 
 
+class _Tally:
+    """A subscriber's count and latencies of the records due inside the measured window."""
+
+    def __init__(self, line: str) -> None:
+        self.lo, self.hi = (int(v) for v in line.split(","))
+        self.latencies: list[np.ndarray] = []
+        self.count = 0
+        self.first_ns = self.last_ns = 0
+
+    def add(self, event: bytes) -> bool:
+        """Count one event's records; True once it carried the producer's end mark."""
+        due = due_times(event)
+        if due is None or not due.size:
+            return False
+        now = time.monotonic_ns()
+        # Most events lie wholly inside the window (the fast test).
+        if due.min() >= self.lo and due.max() < self.hi:
+            inside = due
+        else:
+            inside = due[(due >= self.lo) & (due < self.hi)]
+        if inside.size:
+            self.latencies.append(now - inside)
+            self.count += int(inside.size)
+            self.first_ns = self.first_ns or now
+            self.last_ns = now
+        return bool(due[-1] == END_MARK)
+
+    def deadline(self) -> float:
+        """The monotonic time at which a subscriber stops waiting for the end mark."""
+        return self.hi / 1e9 + DRAIN_S
+
+    def result(self) -> dict[str, Any]:
+        lat = np.concatenate(self.latencies) / 1e6 if self.latencies else np.zeros(0)
+        if lat.size > 2_000_000:
+            lat = lat[:: lat.size // 2_000_000]
+        return {
+            "records": self.count,
+            "latency_ms": lat.tolist(),
+            "first_ns": self.first_ns,
+            "last_ns": self.last_ns,
+        }
+
+
 async def subscribe(endpoint: str, consumer_arn: str, delay: float) -> dict[str, Any]:
     """Count records due inside the window and their latencies until the end mark.
 
@@ -285,40 +329,38 @@ async def subscribe(endpoint: str, consumer_arn: str, delay: float) -> dict[str,
     every subscriber ready. Events are taken as the wire's bytes
     (``ShardEvents.wire``) and the records' due times read with numpy.
     """
-    latencies: list[np.ndarray] = []
-    count = 0
-    first_ns = last_ns = 0
     async with (
         Client(endpoint) as client,
         client.subscribe_to_shard(consumer_arn, SHARD, {"Type": "LATEST"}) as events,
     ):
         print("ready", flush=True)
-        line = await trio.to_thread.run_sync(sys.stdin.readline)
-        window = tuple(int(v) for v in line.split(","))
-        with trio.move_on_after(window[1] / 1e9 - time.monotonic() + DRAIN_S):
+        tally = _Tally(await trio.to_thread.run_sync(sys.stdin.readline))
+        with trio.move_on_after(tally.deadline() - time.monotonic()):
             async for event in events.wire():
-                due = due_times(event)
-                if due is None or not due.size:
-                    continue
-                now = time.monotonic_ns()
-                # Most events lie wholly inside the window (the fast test).
-                if due.min() >= window[0] and due.max() < window[1]:
-                    inside = due
-                else:
-                    inside = due[(due >= window[0]) & (due < window[1])]
-                if inside.size:
-                    latencies.append(now - inside)
-                    count += int(inside.size)
-                    first_ns = first_ns or now
-                    last_ns = now
-                if due[-1] == END_MARK:
+                if tally.add(event):
                     break
                 if delay:
                     await trio.sleep(delay)
-    lat = np.concatenate(latencies) / 1e6 if latencies else np.zeros(0)
-    if lat.size > 2_000_000:
-        lat = lat[:: lat.size // 2_000_000]
-    return {"records": count, "latency_ms": lat.tolist(), "first_ns": first_ns, "last_ns": last_ns}
+    return tally.result()
+
+
+def subscribe_blocking(endpoint: str, consumer_arn: str, delay: float) -> dict[str, Any]:
+    """``subscribe`` through the blocking subscriber (``SyncClient.subscribe_to_shard``)."""
+    with (
+        SyncClient(endpoint) as client,
+        client.subscribe_to_shard(
+            consumer_arn, SHARD, {"Type": "LATEST"}, read_timeout=DRAIN_S
+        ) as events,
+    ):
+        print("ready", flush=True)
+        tally = _Tally(sys.stdin.readline())
+        # Heartbeats (one a second without records) bring the loop back to the deadline.
+        for event in events.wire():
+            if tally.add(event) or time.monotonic() > tally.deadline():
+                break
+            if delay:
+                time.sleep(delay)
+    return tally.result()
 
 
 #: The key before a records event's last field but one (its continuation).
@@ -403,11 +445,14 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--start", type=int, default=0, help="monotonic ns of the first group")
     parser.add_argument("--records", type=int, default=0, help="records to drain")
+    parser.add_argument("--blocking", action="store_true", help="the blocking subscriber")
     args = parser.parse_args(argv)
     if args.role == "producer":
         out = produce(args.endpoint, args.rate, args.seconds, args.start)
     elif args.role == "drainer":
         out = trio.run(drain_shard, args.endpoint, args.consumer, args.records)
+    elif args.blocking:
+        out = subscribe_blocking(args.endpoint, args.consumer, args.delay)
     else:
         out = trio.run(subscribe, args.endpoint, args.consumer, args.delay)
     print(json.dumps(out), flush=True)

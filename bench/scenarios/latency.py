@@ -19,6 +19,14 @@ broker's CPU per second, and how many of the producer's groups went out
 more than 1 ms after their due time (``late_groups``: the load generator's
 own lateness, which the latencies include).
 
+Readers: shardline's subscribers read with the blocking
+``SyncClient.subscribe_to_shard`` (``system`` "shardline"), as the peers'
+Redis readers use redis-py's blocking client: each process reads its socket
+in its own thread, with no event loop between the socket and the count. At
+the configurations with 10 subscribers a second row (``system`` "shardline,
+trio Client") measures the same with the async ``Client.subscribe_to_shard``
+in trio, for code that lives in an event loop.
+
 Peers: the rows are shardline's (``shardline_rows``); a peer's rows measured
 with the same schedule and the same summary go beside them with their own
 ``system``.
@@ -43,6 +51,12 @@ DURATION = 10.0
 WARMUP = 2.0
 QUICK_DURATION = 2.0
 QUICK_WARMUP = 1.0
+
+#: The ``system`` of shardline's rows, by the subscribers' client.
+SYSTEM = "shardline"
+TRIO_SYSTEM = "shardline, trio Client"
+#: Configurations with this many subscribers are also measured with the trio client.
+TRIO_SUBSCRIBERS = 10
 
 GOAL_RATE = 1_000
 GOAL_SUBSCRIBERS = 10
@@ -87,24 +101,34 @@ def shardline_rows(
     duration: float,
     warmup: float,
 ) -> list[Row]:
-    """One row per (rate, subscribers), measured on a fresh broker each (``fanout.measure``).
+    """One row per (rate, subscribers, reader), each on a fresh broker (``fanout.measure``).
 
-    Keys: ``system`` ("shardline") and ``ROW_KEYS``.
+    Keys: ``system`` (``SYSTEM``: blocking subscribers; ``TRIO_SYSTEM``: the
+    trio client, with ``TRIO_SUBSCRIBERS`` subscribers) and ``ROW_KEYS``.
     """
+    runs = [
+        (system, rate, subscribers)
+        for rate, subscribers in configurations
+        for system in (SYSTEM, TRIO_SYSTEM)
+        if system == SYSTEM or subscribers == TRIO_SUBSCRIBERS
+    ]
     rows: list[Row] = []
-    for rate, subscribers in options.steps(configurations, "latency"):
-        with options.section(f"latency {rate} rec/s x {subscribers}"):
+    for system, rate, subscribers in options.steps(runs, "latency"):
+        with options.section(f"latency {rate} rec/s x {subscribers}, {system}"):
             measured = fanout.measure(
-                options, fanout.Run(rate, subscribers, False), duration, warmup
+                options,
+                fanout.Run(rate, subscribers, False, blocking=system == SYSTEM),
+                duration,
+                warmup,
             )
-        rows.append({"system": "shardline", **{key: measured[key] for key in ROW_KEYS}})
+        rows.append({"system": system, **{key: measured[key] for key in ROW_KEYS}})
     return rows
 
 
 def _peer_rows(options: Options, ours: list[Row], duration: float, warmup: float) -> list[Row]:
     """Redis Streams and NATS JetStream readers, same method, at each rate with 10 readers."""
     rows: list[Row] = []
-    chosen = [r for r in ours if r["subscribers"] == GOAL_SUBSCRIBERS]
+    chosen = [r for r in ours if r["subscribers"] == GOAL_SUBSCRIBERS and r["system"] == SYSTEM]
     for row in options.steps(chosen, "latency, peers"):
         rows += suite.latency_rows(
             options, row["rate"], row["subscribers"], warmup, duration, row["p99_ms"]
@@ -129,7 +153,10 @@ def run(options: Options) -> ScenarioResult:
             "warmup_s": warmup,
             "configurations": [list(c) for c in configurations],
             "producer": "open loop on a fixed schedule, a PutRecords per group due together",
-            "subscribers": "one process each, Client.subscribe_to_shard from LATEST",
+            "subscribers": (
+                "one process each from LATEST: SyncClient.subscribe_to_shard (blocking); "
+                f"with {TRIO_SUBSCRIBERS}, also Client.subscribe_to_shard in trio"
+            ),
             "latency": "from each record's due time to its reading in the subscriber process",
         },
         columns=COLUMNS,
@@ -141,7 +168,7 @@ def run(options: Options) -> ScenarioResult:
         (
             r
             for r in result.rows
-            if r["system"] == "shardline"
+            if r["system"] == SYSTEM
             and (r["rate"], r["subscribers"]) == (GOAL_RATE, GOAL_SUBSCRIBERS)
         ),
         None,
