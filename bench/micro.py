@@ -19,7 +19,8 @@ same run on the same machine, not for absolute figures.
   way): the fixed cost of a request on the client side.
 - ``subscriber``: one fan-out subscriber's process CPU per pushed event, at
   1,000 records/s (the ``fanout`` producer: 333 events/s), taking events as
-  bytes (``ShardEvents.wire``) and reading their due times as the bench does.
+  bytes (``wire()``) and reading their due times as the bench does: the trio
+  ``Client``, then the blocking ``SyncClient``.
 - ``aws``: the AWS JSON codec on a 500-record PutRecords body and answer
   (``broker.protocol.aws``), beside the standard library's ``json``.
 - ``wakeup``: a process's CPU per wake-up to read 500 B that arrive every
@@ -286,11 +287,26 @@ def bench_producer() -> None:
 
 
 def bench_subscriber() -> None:
+    """The trio subscriber's CPU per event, then the blocking one's (``SyncClient``)."""
+    _subscriber_cpu(blocking=False)
+    _subscriber_cpu(blocking=True)
+
+
+def _subscriber_cpu(blocking: bool) -> None:
     import resource
 
     from bench.broker_process import broker_server
     from bench.scenarios import fanout, fanout_clients
     from broker.client import Client
+    from broker.client.blocking import SyncClient
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def report(count: int, used: float) -> None:
+        kind = "blocking SyncClient" if blocking else "trio Client"
+        print(f"{kind}: {count} events in 4 s: {used / count * 1e6:.0f} us of process CPU each")
 
     with tempfile.TemporaryDirectory() as tmp, broker_server(os.path.join(tmp, "data")) as server:
         (arn,) = trio.run(fanout._setup, server.endpoint, 1)
@@ -313,17 +329,38 @@ def bench_subscriber() -> None:
                 client.subscribe_to_shard(arn, fanout_clients.SHARD, {"Type": "LATEST"}) as events,
             ):
                 await trio.sleep(3)
-                before = resource.getrusage(resource.RUSAGE_SELF)
+                before = cpu()
                 count = 0
                 with trio.move_on_after(4):
                     async for event in events.wire():
                         count += 1
                         fanout_clients.due_times(event)
-                after = resource.getrusage(resource.RUSAGE_SELF)
-                cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-                print(f"{count} events in 4 s: {cpu / count * 1e6:.0f} us of process CPU each")
+                report(count, cpu() - before)
 
-        trio.run(run)
+        def run_blocking() -> None:
+            with (
+                SyncClient(server.endpoint) as client,
+                client.subscribe_to_shard(arn, fanout_clients.SHARD, {"Type": "LATEST"}) as events,
+            ):
+                wire = events.wire()
+                until = time.monotonic() + 3
+                for _ in wire:  # heartbeats, then the producer's first events
+                    if time.monotonic() >= until:
+                        break
+                before = cpu()
+                count = 0
+                until = time.monotonic() + 4
+                for event in wire:
+                    count += 1
+                    fanout_clients.due_times(event)
+                    if time.monotonic() >= until:
+                        break
+                report(count, cpu() - before)
+
+        if blocking:
+            run_blocking()
+        else:
+            trio.run(run)
         producer.communicate(timeout=60)
 
 
