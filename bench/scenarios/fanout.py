@@ -3,18 +3,20 @@
 A broker server runs in its own process over a fresh data directory, with a
 one-shard stream and one registered consumer per subscriber. Each subscriber
 is its own process: it subscribes to the shard (SubscribeToShard, LATEST)
-through ``Client.subscribe_to_shard``, says it is ready, and counts what
-arrives. Then a producer process writes 100 B records on a **fixed
-schedule**: every ``tick`` a group of records is due (the fewest records per
-group that keep the producer at or under 400 requests/s: 3 records every 3 ms
-at 1,000 records/s, 500 every 2.5 ms at 200,000), each group sent as one
-PutRecords at its due time by the clock thread itself, over a blocking HTTP/2
-connection (as the peers' producers write their protocols on raw sockets),
-whatever happened to the previous ones (open loop). Every record carries its group's due time
-(``time.monotonic_ns``, shared by the processes of one machine), so a
-subscriber's latency for a record runs from the time it was *due* to the time
-the subscriber process decoded it: stalls of the producer, the broker or the
-subscriber all count, none is hidden (no coordinated omission).
+through ``Client.subscribe_to_shard`` in trio (or, with ``Run.blocking``, the
+blocking ``SyncClient.subscribe_to_shard``: the ``latency`` scenario's main
+rows), says it is ready, and counts what arrives. Then a producer process
+writes 100 B records on a **fixed schedule**: every ``tick`` a group of
+records is due (the fewest records per group that keep the producer at or
+under 400 requests/s: 3 records every 3 ms at 1,000 records/s, 500 every 2.5
+ms at 200,000), each group sent as one PutRecords at its due time by the clock
+thread itself, over a blocking HTTP/2 connection (as the peers' producers
+write their protocols on raw sockets), whatever happened to the previous ones
+(open loop). Every record carries its group's due time (``time.monotonic_ns``,
+shared by the processes of one machine), so a subscriber's latency for a
+record runs from the time it was *due* to the time the subscriber process
+decoded it: stalls of the producer, the broker or the subscriber all count,
+none is hidden (no coordinated omission).
 
 Per configuration (rate, subscribers): records delivered per second per
 subscriber and in total (the records due inside the measured window, after
