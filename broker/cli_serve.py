@@ -15,6 +15,12 @@ allocations instead of 700. A PutRecords request allocates about 1,500 such
 objects, all freed by reference counting when it is answered; the default
 threshold ran two or three collections per request for nothing. Cycles are
 still collected, only less often.
+
+The interpreter's switch interval is lowered to ``SWITCH_INTERVAL_S`` (from
+5 ms): the log's writer thread, back from a durable commit, needs the GIL to
+hand the commit to the event loop, and while the event loop runs Python it
+waited up to the whole interval, which every acknowledgement and pushed event
+of that commit waited with it (docs/performance-notes.md).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from .gc_tuning import tune_gc
 from .operations import open_broker
 from .server import Server, server_ssl_context
 
+#: How long a thread holds the GIL while another waits for it (module docstring).
+SWITCH_INTERVAL_S = 0.0002
+
 
 async def _serve(config: BrokerConfig) -> None:
     ssl_context = None
@@ -45,6 +54,7 @@ async def _serve(config: BrokerConfig) -> None:
         scheme = "https" if ssl_context else "http"
         streams = broker.log.list_streams()
         tune_gc()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         print(
             f"shardline: serving on {scheme}://{config.host}:{port} (HTTP/2), data "
             f"{config.data}, {len(streams)} stream(s)",
