@@ -21,6 +21,10 @@ same run on the same machine, not for absolute figures.
   1,000 records/s (the ``fanout`` producer: 333 events/s), taking events as
   bytes (``wire()``) and reading their due times as the bench does: the trio
   ``Client``, then the blocking ``SyncClient``.
+- ``push``: the broker's event-loop CPU to push one 420 B event (a
+  1,000 records/s commit) onto a subscription's stream, socket write left
+  out: framed by h2's ``send_data``, then framed by hand and counted in h2's
+  windows (``H2ServerConnection.push_nowait``, the hub's path).
 - ``aws``: the AWS JSON codec on a 500-record PutRecords body and answer
   (``broker.protocol.aws``), beside the standard library's ``json``.
 - ``wakeup``: a process's CPU per wake-up to read 500 B that arrive every
@@ -393,6 +397,48 @@ def bench_aws() -> None:
     _per_record("aws.JSON.encode_response", lambda: aws.JSON.encode_response(answer))
 
 
+def bench_push(count: int = 20_000) -> None:
+    import types
+
+    import h2.config
+    import h2.connection
+    import h2.settings
+    import trio.testing
+
+    from broker.server.h2_connection import H2ServerConnection, _Stream
+
+    async def main() -> None:
+        near, _far = trio.testing.memory_stream_pair()
+        broker = types.SimpleNamespace(config=BrokerConfig())
+        server = H2ServerConnection(near, broker, ServerMetrics())  # type: ignore[arg-type]
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        client.increment_flow_control_window(1 << 30)
+        client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: (1 << 31) - 1})
+        stream_id = client.get_next_available_stream_id()
+        headers = [(":method", "POST"), (":scheme", "http"), (":authority", "b"), (":path", "/")]
+        client.send_headers(stream_id, headers, end_stream=True)
+        server.h2.initiate_connection()
+        server.h2.receive_data(client.data_to_send())
+        server.h2.send_headers(stream_id, [(b":status", b"200")])
+        server.h2.data_to_send()
+        event = bytes(420)
+        stream = _Stream(stream_id, "POST", "/")
+        h2c = server.h2
+        started = time.perf_counter()
+        for _ in range(count):
+            h2c.send_data(stream_id, event)
+            h2c.data_to_send()
+        print(f"  h2 send_data: {(time.perf_counter() - started) / count * 1e6:.2f} us per push")
+        started = time.perf_counter()
+        for _ in range(count):
+            server.push_nowait(stream, event)
+            server.unsent = b""
+        print(f"  push_nowait:  {(time.perf_counter() - started) / count * 1e6:.2f} us per push")
+
+    trio.run(main)
+
+
 def _process_cpu() -> float:
     import resource
 
@@ -611,6 +657,7 @@ def bench_subscriber_floor() -> None:
 BENCHES = {
     "answer": bench_answer,
     "aws": bench_aws,
+    "push": bench_push,
     "wakeup": bench_wakeup,
     "subscriber-floor": bench_subscriber_floor,
     "subscriber": bench_subscriber,

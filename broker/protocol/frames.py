@@ -1,4 +1,4 @@
-"""HTTP/2 frames read around h2: a streamed response's DATA frames taken without its state machine.
+"""HTTP/2 frames around h2: a streamed response's DATA frames, framed and read without its objects.
 
 A subscriber gets one DATA frame per pushed event, and h2's per-frame parsing
 and stream state machine were a large share of its CPU
@@ -9,6 +9,9 @@ frames of the streams they stream are handled directly, with their credit
 granted back in raw WINDOW_UPDATE frames (``window_update``), and every other
 frame goes to h2, in the order received. h2 never sees the taken frames, so it
 never counts them in its windows either.
+
+The broker frames the events it pushes the same way (``data_frames``, used by
+``H2ServerConnection.push_nowait``), while h2 still checks and counts them.
 
 Sans-IO: nothing here reads or writes a socket.
 """
@@ -29,6 +32,23 @@ FRAME_HEADER = 9
 def window_update(stream_id: int, increment: int) -> bytes:
     """A WINDOW_UPDATE frame (RFC 9113 section 6.9)."""
     return b"\x00\x00\x04\x08\x00" + stream_id.to_bytes(4, "big") + increment.to_bytes(4, "big")
+
+
+def data_frames(stream_id: int, payload: bytes, max_frame: int) -> bytes:
+    """``payload`` as DATA frames of at most ``max_frame`` bytes, none ending the stream.
+
+    The bytes h2's ``send_data`` would write for the same slices (no padding).
+    """
+    prefix = b"\x00\x00" + stream_id.to_bytes(4, "big")
+    size = len(payload)
+    if size <= max_frame:
+        return size.to_bytes(3, "big") + prefix + payload
+    view = memoryview(payload)
+    parts: list[bytes | memoryview] = []
+    for at in range(0, size, max_frame):
+        piece = view[at : at + max_frame]
+        parts += (len(piece).to_bytes(3, "big"), prefix, piece)
+    return b"".join(parts)
 
 
 def data_payload(frames: bytes, start: int, end: int) -> bytes | None:

@@ -15,6 +15,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import pytest
 import trio
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from broker.client import transport
 from broker.client.transport import StreamedResponse, _Connection, _Pending, _Streaming
+from broker.protocol.frames import data_frames
 
 KIB = 1024
 WINDOW = 64 * KIB
@@ -167,3 +169,36 @@ def test_window_update_frames_are_what_h2_writes() -> None:
     client.data_to_send()
     client.increment_flow_control_window(123_456)
     assert transport.window_update(0, 123_456) == client.data_to_send()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    size=st.integers(min_value=0, max_value=70_000),
+    max_frame=st.sampled_from([16_384, 16_385, 40_000, 1 << 20]),
+    stream_id=st.sampled_from([1, 3, 0x7FFF_FFFF]),
+)
+def test_data_frames_are_what_h2_writes_for_the_same_slices(
+    size: int, max_frame: int, stream_id: int
+) -> None:
+    """The broker frames its pushes itself (``push_nowait``): the bytes must be h2's."""
+    payload = bytes(i % 251 for i in range(size))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.update_settings(
+        {
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: max_frame,
+        }
+    )
+    client.increment_flow_control_window(1 << 20)
+    client.send_headers(
+        stream_id,
+        [(":method", "GET"), (":scheme", "http"), (":authority", "t"), (":path", "/")],
+        end_stream=True,
+    )
+    server = server_connection()
+    server.receive_data(client.data_to_send())
+    server.data_to_send()
+    for at in range(0, max(size, 1), max_frame):
+        server.send_data(stream_id, payload[at : at + max_frame])
+    assert data_frames(stream_id, payload, max_frame) == server.data_to_send()
