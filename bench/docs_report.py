@@ -3,8 +3,8 @@
 For every scenario, the newest full run under ``bench/results/`` (a quick run
 when there is no full one, marked as such): its command, when and on which
 commit it ran, a table of its figures with the scenario's own columns, the
-goals with their verdicts, the peers' rows with the ratio shardline / peer,
-and the notes. A summary of every goal and a section that lists plainly
+goals with their verdicts, the peers' rows with their ratio (above 1 where
+shardline is ahead), and the notes. A summary of every goal and a section that lists plainly
 where shardline is behind (goals not met, peers ahead) come first, then the
 plots (``bench.plots``). The page is generated: investigations and profiles
 behind the figures live in ``docs/performance-notes.md``.
@@ -41,8 +41,8 @@ repetitions, `--no-peers` skips Redis and NATS). Compare two runs with
 plots and this page from the results, and `make bench BENCH_ARGS=--quick` is a
 smoke run of the whole suite. Every figure below comes from the
 command printed with it, on the machine described with it. Peers run on the
-same machine in the same run; a ratio is shardline / peer (above 1:
-shardline ahead).
+same machine in the same run; a ratio is above 1 where shardline is ahead:
+shardline / peer for throughputs, peer / shardline for latencies.
 
 ## Method
 
@@ -105,7 +105,7 @@ def _markdown_table(columns: list[Column], rows: list[dict[str, Any]]) -> list[s
     if any("system" in r for r in rows) and not any(c.key == "system" for c in shown):
         shown.insert(0, Column("system", "system"))
     if peer_rows and not any(c.key == "shardline_ratio" for c in shown):
-        shown.append(Column("shardline_ratio", "shardline / this", ".2f"))
+        shown.append(Column("shardline_ratio", "ratio (> 1: shardline ahead)", ".2f"))
     out = ["| " + " | ".join(_esc(c.title) for c in shown) + " |"]
     out.append("|" + "|".join("---:" for _ in shown) + "|")
     for row in rows:
@@ -164,7 +164,8 @@ def render(results: Path = RESULTS, images: dict[str, Path] | None = None) -> st
             if isinstance(ratio, int | float) and ratio < 1:
                 behind.append(
                     f"- {name}: {row.get('system')} is ahead of shardline on "
-                    f"{row.get('ratio_of', 'the headline figure')}: shardline / peer = {ratio:.2f}."
+                    f"{row.get('ratio_of', 'the headline figure')}: ratio {ratio:.2f} "
+                    "(above 1 where shardline is ahead)."
                 )
     out += ["", "## Scenarios", "", "| scenario | what it measures |", "|---|---|"]
     out += [f"| {name} | {_esc(scenario.summary)} |" for name, scenario in SCENARIOS.items()]

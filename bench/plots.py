@@ -5,7 +5,7 @@
 - ``fanout-throughput``: records/s delivered in total against the number of
   subscribers at the ``fanout`` scenario's highest rate, with the ideal
   (rate x subscribers) and any peer measured beside it.
-- ``peers``: shardline / peer for every peer row of the latest results (rows
+- ``peers``: the ratio of every peer row of the latest results (rows
   with a ``shardline_ratio``): above 1, shardline is ahead.
 
 ``shardline bench plots`` draws them; ``shardline bench report`` draws them
@@ -142,7 +142,7 @@ def peer_ratios(docs: list[dict[str, Any]]) -> Any | None:
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
-    ax.set_xlabel("shardline / peer (log; above 1: shardline ahead)")
+    ax.set_xlabel("ratio (log; above 1: shardline ahead)")
     ax.set_title("shardline against each peer, same machine, same run")
     for i, value in enumerate(values):
         ax.text(value, i, f" {value:.2f}x", va="center", fontsize="small")

@@ -530,8 +530,8 @@ class H2ServerConnection:
         The fan-out hub's commit listener calls this for every subscriber at
         the tail (``BodySink.send_nowait``). The DATA frames are framed here
         (``frames.data_frames``) rather than by h2's ``send_data``, which builds,
-        serialises and logs a frame object per frame: about 5 of the 6 us a
-        push cost in h2 (docs/performance-notes.md). h2 still decides and
+        serialises and logs a frame object per frame (``python -m bench.micro
+        push``: 5.3 us a push through ``send_data``, 1.7 us here). h2 still decides and
         counts: its two state machines take the send as ``send_data`` would
         (a reset or closed stream, a closed connection refuse it), and its two
         outbound windows are debited by the same amount, so its flow control
