@@ -17,6 +17,16 @@ from broker.operations.base import BodySink
 from .harness import RawH2, running_server
 
 
+async def start(connection: RawH2, operation: str) -> int:
+    """Call a test operation that streams its answer (an empty map as the request)."""
+    return await connection.request(
+        "POST",
+        f"/v1/{operation}",
+        body=b"\x80",
+        extra_headers=[(b"content-type", b"application/msgpack")],
+    )
+
+
 class Failing(Streamed):
     async def run(self, sink: BodySink) -> None:
         await sink.send(b"\x80")  # one event: an empty map
@@ -33,12 +43,7 @@ async def test_a_failing_stream_is_reset_and_the_connection_serves_on(
     async with running_server(tmp_path, monkeypatch) as server:
         connection = await RawH2.open(server.port)
         with trio.fail_after(10):
-            stream_id = await connection.request(
-                "POST",
-                "/v1/TestFailingStream",
-                body=b"\x80",
-                extra_headers=[(b"content-type", b"application/msgpack")],
-            )
+            stream_id = await start(connection, "TestFailingStream")
             status, body = await connection.response(stream_id)
         assert status == 200 and body == b"\x80"
         resets = [
@@ -97,12 +102,7 @@ async def test_pushes_framed_outside_h2_keep_its_frames_windows_and_order(
         client = connection.h2
         client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: stream_window})
         with trio.fail_after(10):
-            stream_id = await connection.request(
-                "POST",
-                "/v1/TestPushes",
-                body=b"\x80",
-                extra_headers=[(b"content-type", b"application/msgpack")],
-            )
+            stream_id = await start(connection, "TestPushes")
             received = b""
             while len(received) < sum(sizes):
                 # h2 on the client refuses any frame over its size or its windows.
