@@ -433,7 +433,7 @@ def bench_push(count: int = 20_000) -> None:
         started = time.perf_counter()
         for _ in range(count):
             server.push_nowait(stream, event)
-            server.unsent = b""
+            server.unsent.clear()
         print(f"  push_nowait:  {(time.perf_counter() - started) / count * 1e6:.2f} us per push")
 
     trio.run(main)

@@ -174,7 +174,8 @@ class H2ServerConnection:
         self.send_lock = trio.Lock()
         #: What a direct write (``send_soon``) left over, or frames framed outside h2
         #: (``push_nowait``) while a send was in progress: sent first by the write loop.
-        self.unsent = b""
+        #: A bytearray: pushes append to it while a send is in progress, without a copy.
+        self.unsent = bytearray()
         #: The plain socket, for writes without a trio checkpoint (``send_soon``); None for TLS.
         self.sock = stream.socket if isinstance(stream, trio.SocketStream) else None
         #: Set when the read loop left output (acknowledgements, settings) to send.
@@ -569,7 +570,8 @@ class H2ServerConnection:
         """
         if self.sock is None or self.unsent or self.send_lock.locked():
             if frames:
-                self.unsent += self.h2.data_to_send() + frames
+                self.unsent += self.h2.data_to_send()
+                self.unsent += frames
             self.output_ready.set()
             return
         data = self.h2.data_to_send()
@@ -581,14 +583,15 @@ class H2ServerConnection:
         sent = write_now(self.sock, data)
         self.metrics.bytes_out += sent
         if sent < len(data):
-            self.unsent = data[sent:]
+            self.unsent = bytearray(memoryview(data)[sent:])
             self.output_ready.set()
 
     async def _flush(self) -> None:
         async with self.send_lock:
-            data = self.h2.data_to_send()
+            data: bytes | bytearray = self.h2.data_to_send()
             if self.unsent:
-                data, self.unsent = self.unsent + data, b""
+                self.unsent += data
+                data, self.unsent = self.unsent, bytearray()
             if data:
                 self.metrics.bytes_out += len(data)
                 await self.stream.send_all(data)
@@ -611,7 +614,7 @@ class H2ServerConnection:
         try:
             async with self.send_lock:
                 pending = self.unsent + self.h2.data_to_send() + data
-                self.unsent = b""
+                self.unsent = bytearray()
                 self.metrics.bytes_out += len(pending)
                 await self.stream.send_all(pending)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
